@@ -1,0 +1,386 @@
+"""parse_webhook and phone_number_ids against bodies shaped like Meta's documented webhooks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api.whatsapp import (
+    WebhookFormatError,
+    parse_webhook,
+    phone_number_ids,
+    status_webhook,
+    text_message_webhook,
+)
+
+PID = "106540352242922"
+USER = "16505551234"
+
+
+def _change(
+    messages: list[Any] | None = None,
+    statuses: list[Any] | None = None,
+    pid: str = PID,
+    contacts: list[Any] | None = None,
+) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": pid},
+    }
+    if messages is not None:
+        value["contacts"] = (
+            contacts if contacts is not None else [{"profile": {"name": "Sheena"}, "wa_id": USER}]
+        )
+        value["messages"] = messages
+    if statuses is not None:
+        value["statuses"] = statuses
+    return {"value": value, "field": "messages"}
+
+
+def _body(*changes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": list(changes)}],
+    }
+
+
+def _msg(kind: str, part: Any, wamid: str = "wamid.A", **extra: Any) -> dict[str, Any]:
+    return {"from": USER, "id": wamid, "timestamp": "1739321024", "type": kind, kind: part, **extra}
+
+
+MEDIA = {"mime_type": "image/jpeg", "sha256": "abc", "id": "2754859441498128"}
+
+CASES = [
+    (_msg("text", {"body": "Hi there"}), "TEXT", "Hi there"),
+    (_msg("image", {**MEDIA, "caption": "my cat"}), "IMAGE", "my cat"),
+    (_msg("image", MEDIA), "IMAGE", None),
+    (_msg("video", {**MEDIA, "mime_type": "video/mp4", "caption": "clip"}), "VIDEO", "clip"),
+    (_msg("audio", {**MEDIA, "mime_type": "audio/ogg", "voice": True}), "AUDIO", None),
+    (_msg("document", {**MEDIA, "filename": "invoice.pdf"}), "DOCUMENT", "invoice.pdf"),
+    (
+        _msg("document", {**MEDIA, "filename": "a.pdf", "caption": "the bill"}),
+        "DOCUMENT",
+        "the bill",
+    ),
+    (_msg("sticker", {**MEDIA, "mime_type": "image/webp", "animated": False}), "STICKER", None),
+    (
+        _msg(
+            "location",
+            {
+                "address": "101 Forest Ave, Palo Alto",
+                "latitude": 37.44,
+                "longitude": -122.16,
+                "name": "Philz Coffee",
+                "url": "https://example.invalid",
+            },
+        ),
+        "LOCATION",
+        "Philz Coffee, 101 Forest Ave, Palo Alto (37.44, -122.16)",
+    ),
+    (_msg("location", {"latitude": 1.5, "longitude": 2}), "LOCATION", "(1.5, 2)"),
+    (_msg("reaction", {"message_id": "wamid.X", "emoji": "\U0001f44d"}), "REACTION", "\U0001f44d"),
+    (_msg("reaction", {"message_id": "wamid.X"}), "REACTION", None),
+    (
+        _msg(
+            "contacts",
+            [
+                {"name": {"formatted_name": "Barbara Johnson", "first_name": "Barbara"}},
+                {"name": {"first_name": "Ann", "last_name": "Lee"}, "phones": [{"phone": "+1"}]},
+            ],
+        ),
+        "CONTACTS",
+        "Barbara Johnson, Ann Lee",
+    ),
+    (
+        _msg(
+            "interactive", {"type": "button_reply", "button_reply": {"id": "c", "title": "Cancel"}}
+        ),
+        "INTERACTIVE",
+        "Cancel",
+    ),
+    (
+        _msg(
+            "interactive",
+            {
+                "type": "list_reply",
+                "list_reply": {"id": "p", "title": "Express", "description": "d"},
+            },
+        ),
+        "INTERACTIVE",
+        "Express",
+    ),
+    (
+        _msg("button", {"payload": "STOP", "text": "Unsubscribe"}, context={"id": "wamid.T"}),
+        "BUTTON",
+        "Unsubscribe",
+    ),
+    (
+        _msg(
+            "unsupported",
+            {"type": "poll_creation"},
+            errors=[{"code": 131051, "title": "Message type unknown"}],
+        ),
+        "UNSUPPORTED",
+        None,
+    ),
+    (_msg("order", {"catalog_id": "1", "product_items": []}), "UNSUPPORTED", None),
+]
+
+
+@pytest.mark.parametrize(("message", "kind", "content"), CASES)
+def test_every_message_type(message: dict[str, Any], kind: str, content: str | None) -> None:
+    batch = parse_webhook(_body(_change([message])))
+    assert batch.skipped == []
+    (parsed,) = batch.messages
+    assert parsed.type == kind
+    assert parsed.content == content
+    assert parsed.metadata is message
+    assert parsed.phone_number_id == PID
+    assert parsed.display_phone_number == "15550783881"
+    assert parsed.wa_id == USER
+    assert parsed.contact_name == "Sheena"
+    assert parsed.whatsapp_message_id == "wamid.A"
+    assert parsed.timestamp == datetime(2025, 2, 12, 0, 43, 44, tzinfo=UTC)
+
+
+def test_many_entries_changes_and_messages_keep_their_order() -> None:
+    other = [
+        {"profile": {"name": "Bob"}, "wa_id": "222"},
+        {"profile": {"name": "Al"}, "wa_id": USER},
+    ]
+    second = [
+        _msg("text", {"body": "two"}, "wamid.2"),
+        {**_msg("text", {"body": "three"}, "wamid.3"), "from": "222"},
+    ]
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "w1", "changes": [_change([_msg("text", {"body": "one"}, "wamid.1")])]},
+            {
+                "id": "w2",
+                "changes": [
+                    _change(second, pid="other-pid", contacts=other),
+                    _change(statuses=[{"id": "wamid.S", "status": "delivered", "timestamp": "1"}]),
+                ],
+            },
+        ],
+    }
+    batch = parse_webhook(body)
+    assert [m.content for m in batch.messages] == ["one", "two", "three"]
+    assert [m.contact_name for m in batch.messages] == ["Sheena", "Al", "Bob"]
+    assert [m.phone_number_id for m in batch.messages] == [PID, "other-pid", "other-pid"]
+    assert [s.status for s in batch.statuses] == ["DELIVERED"]
+    assert batch.phone_number_ids == frozenset({PID, "other-pid"})
+    assert phone_number_ids(body) == batch.phone_number_ids
+    assert batch.skipped == []
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [("sent", "SENT"), ("delivered", "DELIVERED"), ("read", "READ"), ("played", "READ")],
+)
+def test_status_words(word: str, expected: str) -> None:
+    batch = parse_webhook(
+        status_webhook(phone_number_id=PID, wamid="wamid.Z", status=word, timestamp=60)
+    )
+    (status,) = batch.statuses
+    assert (status.status, status.whatsapp_message_id, status.phone_number_id) == (
+        expected,
+        "wamid.Z",
+        PID,
+    )
+    assert status.recipient_id == "5511999999999"
+    assert status.timestamp == datetime(1970, 1, 1, 0, 1, tzinfo=UTC)
+    assert status.errors == []
+
+
+def test_failed_status_carries_errors() -> None:
+    error = {
+        "code": 131047,
+        "title": "Re-engagement message",
+        "message": "Re-engagement message",
+        "error_data": {"details": "more than 24 hours"},
+    }
+    batch = parse_webhook(
+        status_webhook(phone_number_id=PID, wamid="wamid.F", status="failed", errors=[error])
+    )
+    (status,) = batch.statuses
+    assert status.status == "FAILED"
+    assert status.errors == [error]
+
+
+def test_malformed_parts_are_skipped_with_reasons_and_the_rest_survives() -> None:
+    good = _msg("text", {"body": "fine"}, "wamid.ok")
+    body = _body(
+        _change(
+            [
+                "not a message",
+                {**good, "id": ""},
+                {**good, "id": "wamid.t", "timestamp": "yesterday"},
+                {**good, "id": "wamid.big", "timestamp": "9" * 30},
+                good,
+            ],
+            statuses=[
+                {"id": "wamid.s", "status": "deleted", "timestamp": "1"},
+                {"status": "read", "timestamp": "1"},
+                {"id": "wamid.r", "status": "read", "timestamp": "1"},
+            ],
+        ),
+        {"field": "account_update", "value": {"event": "x"}},
+        {"field": "messages", "value": {"messages": []}},
+        {
+            "field": "messages",
+            "value": {
+                "metadata": {"phone_number_id": PID},
+                "errors": [{"code": 130429, "title": "Rate limit hit"}],
+            },
+        },
+    )
+    batch = parse_webhook(body)
+    assert [m.whatsapp_message_id for m in batch.messages] == ["wamid.ok"]
+    assert [s.whatsapp_message_id for s in batch.statuses] == ["wamid.r"]
+    text = "\n".join(batch.skipped)
+    assert len(batch.skipped) == 9
+    for needle in (
+        "messages[0]",
+        "no message 'id'",
+        "wamid.t",
+        "wamid.big",
+        "'deleted'",
+        "account_update",
+        "phone_number_id",
+        "130429 Rate limit hit",
+    ):
+        assert needle in text
+
+
+def test_a_message_without_from_uses_the_only_contact() -> None:
+    message = _msg("text", {"body": "x"})
+    del message["from"]
+    (parsed,) = parse_webhook(_body(_change([message]))).messages
+    assert parsed.wa_id == USER
+    message_two = dict(message)
+    batch = parse_webhook(_body(_change([message_two], contacts=[])))
+    assert batch.messages == [] and "no 'from'" in batch.skipped[0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        "whatsapp",
+        {},
+        {"object": "page", "entry": []},
+        {"object": "whatsapp_business_account"},
+        {"object": "whatsapp_business_account", "entry": {}},
+    ],
+)
+def test_not_a_whatsapp_webhook(body: Any) -> None:
+    with pytest.raises(WebhookFormatError):
+        parse_webhook(body)
+    with pytest.raises(WebhookFormatError):
+        phone_number_ids(body)
+
+
+def test_sample_text_webhook_round_trips() -> None:
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    body = text_message_webhook(
+        phone_number_id="p1", wa_id="55", name="Ana", wamid="wamid.W", body="oi", timestamp=when
+    )
+    (m,) = parse_webhook(body).messages
+    assert (
+        m.phone_number_id,
+        m.wa_id,
+        m.contact_name,
+        m.whatsapp_message_id,
+        m.content,
+        m.timestamp,
+    ) == (
+        "p1",
+        "55",
+        "Ana",
+        "wamid.W",
+        "oi",
+        when,
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+message_keys = st.sampled_from(
+    [
+        "from",
+        "id",
+        "timestamp",
+        "type",
+        "text",
+        "image",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "reaction",
+        "document",
+    ]
+)
+near_messages = st.dictionaries(
+    message_keys, json_values | st.sampled_from(["text", "1", USER]), max_size=6
+)
+near_value = st.fixed_dictionaries(
+    {"metadata": st.one_of(json_values, st.fixed_dictionaries({"phone_number_id": json_values}))},
+    optional={
+        "messages": st.lists(near_messages | json_values, max_size=3) | json_values,
+        "statuses": st.lists(
+            st.dictionaries(st.sampled_from(["id", "status", "timestamp", "errors"]), json_values),
+            max_size=3,
+        ),
+        "contacts": json_values,
+        "errors": json_values,
+    },
+)
+near_bodies = st.fixed_dictionaries(
+    {
+        "object": st.sampled_from(["whatsapp_business_account", "page"]) | json_values,
+        "entry": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "changes": st.lists(
+                        st.fixed_dictionaries(
+                            {"field": st.just("messages") | json_values, "value": near_value}
+                        )
+                        | json_values,
+                        max_size=3,
+                    )
+                }
+            )
+            | json_values,
+            max_size=3,
+        )
+        | json_values,
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, near_bodies))
+def test_arbitrary_json_raises_nothing_but_webhook_format_error(body: Any) -> None:
+    try:
+        batch = parse_webhook(body)
+    except WebhookFormatError:
+        with pytest.raises(WebhookFormatError):
+            phone_number_ids(body)
+        return
+    assert phone_number_ids(body) == batch.phone_number_ids
+    for message in batch.messages:
+        assert message.timestamp.tzinfo is UTC
+        assert message.content is None or isinstance(message.content, str)
