@@ -1,0 +1,96 @@
+"""Zapline storage: one async interface over SQLite (embedded default) and PostgreSQL.
+
+Open with :func:`open_storage`, then ``await storage.migrate()`` once at start-up. The
+contract every implementation keeps is written on :class:`Storage` (``storage/_base.py``).
+Storage knows nothing of sockets or HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from ._base import Storage
+from ._common import redact_url
+from ._records import (
+    UNSET,
+    Account,
+    Conflict,
+    Contact,
+    Conversation,
+    DeadLetter,
+    InboxItem,
+    Message,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+    Tenant,
+    Unset,
+    User,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "UNSET",
+    "Account",
+    "Conflict",
+    "Contact",
+    "Conversation",
+    "DeadLetter",
+    "InboxItem",
+    "Message",
+    "NotFound",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "Tenant",
+    "Unset",
+    "User",
+    "open_storage",
+    "sqlite_path",
+]
+
+DEFAULT_URL: Final = "sqlite:///./zapline.db"
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def sqlite_path(url: str) -> str:
+    """Return the file path of a ``sqlite:///`` URL (``:memory:`` stays as is).
+
+    ``sqlite:///./x.db`` and ``sqlite:///x.db`` are relative to the working directory,
+    ``sqlite:////abs/x.db`` is absolute. Raises ValueError if it is not such a URL.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
+    return url[len(prefix) :].split("?", 1)[0]
+
+
+async def open_storage(url: str = DEFAULT_URL, *, schema: str | None = None) -> Storage:
+    """Connect to the database named by ``url`` and return its storage (not yet migrated).
+
+    ``sqlite:///./zapline.db`` (relative), ``sqlite:////abs/path.db``, ``sqlite:///:memory:``;
+    ``postgresql://...`` or ``postgres://...``. ``schema`` (PostgreSQL only) is a schema put
+    first on the search_path and created if missing.
+
+    Raises StorageUnavailable (naming the URL, password hidden) when the database cannot be
+    reached, ValueError for an unknown scheme, a bad schema name, or ``schema`` with SQLite.
+    """
+    if url.startswith("sqlite:"):
+        if schema is not None:
+            raise ValueError("schema= is only meaningful for PostgreSQL")
+        from .sqlite import SQLiteStorage
+
+        return await SQLiteStorage.open(sqlite_path(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
+        # Imported here so an embedded (SQLite) deployment never loads asyncpg.
+        from .postgres import PostgresStorage
+
+        return await PostgresStorage.open(url, schema=schema)
+    raise ValueError(
+        f"unknown database URL scheme in {redact_url(url)!r}:"
+        " use sqlite:///path or postgresql://user@host/db"
+    )

@@ -1,0 +1,315 @@
+"""The storage contract: one async interface, implemented by SQLite and PostgreSQL.
+
+Every method is a coroutine and safe to call from many tasks at once. Every method that
+takes a ``tenant_id`` only ever sees that tenant's rows: asking for another tenant's row
+answers None (or an empty page), never the row. Datetimes in and out are aware UTC; a naive
+datetime argument raises ValueError. Unless a method says otherwise it may also raise
+:class:`StorageUnavailable` when the database cannot be reached, and ValueError for an
+argument outside the documented vocabulary (role, status, state, limit, cursor).
+
+The shared contract tests in ``tests/storage/test_contract.py`` are the executable form of
+this page; an implementation is done when they pass on it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from ._records import (
+    UNSET,
+    Account,
+    Contact,
+    Conversation,
+    DeadLetter,
+    InboxItem,
+    Message,
+    Tenant,
+    Unset,
+    User,
+)
+
+
+class Storage(ABC):
+    """Abstract storage; obtain one with :func:`storage.open_storage`."""
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply every migration not yet applied, each in its own transaction.
+
+        Returns the versions applied now, ascending ([] when the schema is current). Safe to
+        run from two processes at once: the second waits and then applies nothing.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection(s). Idempotent; later calls raise StorageUnavailable."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return None if a trivial query succeeds; raise StorageUnavailable otherwise."""
+
+    # -- tenants, users, accounts ----------------------------------------------------------
+
+    @abstractmethod
+    async def create_tenant(self, name: str) -> Tenant:
+        """Create and return a tenant."""
+
+    @abstractmethod
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """Return the tenant, or None."""
+
+    @abstractmethod
+    async def create_user(
+        self,
+        tenant_id: str,
+        email: str,
+        password: str,
+        *,
+        role: str = "agent",
+        name: str | None = None,
+    ) -> User:
+        """Create a user with a scrypt-hashed password and return it.
+
+        The email is stored trimmed and lower-cased. Raises Conflict if the email is taken
+        (in any tenant), NotFound if the tenant does not exist, ValueError for an empty
+        password, a bad email or a role other than admin/agent/ops.
+        """
+
+    @abstractmethod
+    async def authenticate(self, email: str, password: str) -> User | None:
+        """Return the user whose email and password match, else None.
+
+        Takes about as long for an unknown email as for a wrong password.
+        """
+
+    @abstractmethod
+    async def get_user(self, user_id: str) -> User | None:
+        """Return the user, or None."""
+
+    @abstractmethod
+    async def add_account(
+        self,
+        tenant_id: str,
+        phone_number_id: str,
+        *,
+        verify_token: str | None = None,
+        app_secret: str | None = None,
+        access_token: str | None = None,
+    ) -> Account:
+        """Connect a WhatsApp phone number to a tenant and return the account.
+
+        Raises Conflict if ``phone_number_id`` is already connected, NotFound if the tenant
+        does not exist.
+        """
+
+    @abstractmethod
+    async def get_account(self, phone_number_id: str) -> Account | None:
+        """Return the account of a WhatsApp ``phone_number_id``, or None."""
+
+    @abstractmethod
+    async def get_account_by_id(self, tenant_id: str, account_id: str) -> Account | None:
+        """Return the account ``account_id`` of ``tenant_id``, or None."""
+
+    @abstractmethod
+    async def find_account_by_verify_token(self, token: str) -> Account | None:
+        """Return the oldest account whose webhook verify token is ``token``, or None."""
+
+    # -- durable inbox ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def inbox_append(self, bodies: Sequence[bytes]) -> list[int]:
+        """Store raw webhook bodies as pending items in ONE transaction; return their ids.
+
+        Ids are in the order of ``bodies`` and ascending. When this returns, the rows are on
+        disk (SQLite runs with synchronous=FULL): this is the "durable before 200" promise,
+        and batching many posts into one call is what makes it cheap (group commit).
+        Raises TypeError if a body is not bytes.
+        """
+
+    @abstractmethod
+    async def inbox_pending(self, *, after_id: int = 0, limit: int = 500) -> list[InboxItem]:
+        """Return up to ``limit`` pending items with ``id > after_id``, by ascending id."""
+
+    @abstractmethod
+    async def inbox_mark(self, ids: Sequence[int], state: str, *, error: str | None = None) -> None:
+        """Set ``state`` and ``error`` on the given items in one statement.
+
+        Marking "failed" also adds one to ``attempts``. Unknown ids are ignored. Raises
+        ValueError for a state other than pending/done/failed/unroutable.
+        """
+
+    @abstractmethod
+    async def inbox_counts(self) -> dict[str, int]:
+        """Return the number of inbox rows per state; every state is present (maybe 0)."""
+
+    # -- contacts and conversations --------------------------------------------------------
+
+    @abstractmethod
+    async def upsert_contact(self, tenant_id: str, phone_number: str, name: str | None) -> Contact:
+        """Return the tenant's contact for ``phone_number``, creating it if needed.
+
+        A non-empty ``name`` replaces the stored one; None or "" keeps it.
+        Raises NotFound if the tenant does not exist.
+        """
+
+    @abstractmethod
+    async def get_or_create_conversation(
+        self, tenant_id: str, contact_id: str, account_id: str
+    ) -> tuple[Conversation, bool]:
+        """Return the one conversation of (tenant, contact) and whether this call created it.
+
+        Concurrent calls for the same contact create exactly one. A new conversation has
+        stage "new", no assignee and no last_message_at. Raises NotFound if the contact or
+        account is not the tenant's.
+        """
+
+    @abstractmethod
+    async def get_conversation(self, tenant_id: str, conversation_id: str) -> Conversation | None:
+        """Return the conversation, or None if it does not exist or is another tenant's."""
+
+    @abstractmethod
+    async def list_conversations(
+        self,
+        tenant_id: str,
+        *,
+        stage: str | None = None,
+        assignee_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Conversation], str | None]:
+        """Return one page of conversations and the cursor of the next page (None at the end).
+
+        Ordered by last_message_at, newest first, conversations without messages last, then
+        by id. ``stage`` / ``assignee_id`` filter when given. Pass the returned cursor back
+        with the same filters to get the next page. Raises ValueError for a bad cursor.
+        """
+
+    @abstractmethod
+    async def update_conversation(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        stage: str | None = None,
+        assignee_id: str | None | Unset = UNSET,
+    ) -> Conversation | None:
+        """Change the stage and/or assignee; return the updated conversation.
+
+        ``stage=None`` leaves the stage; ``assignee_id=UNSET`` leaves the assignee and
+        ``assignee_id=None`` clears it. Returns None if the conversation is not the tenant's.
+        Raises NotFound if the assignee is not a user of the tenant.
+        """
+
+    @abstractmethod
+    async def touch_conversation(self, conversation_id: str, at: datetime) -> None:
+        """Record activity: last_message_at becomes max(stored, ``at``); updated_at now.
+
+        Out-of-order calls never move last_message_at back. An unknown id is ignored.
+        """
+
+    # -- messages --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_message(
+        self,
+        *,
+        tenant_id: str,
+        conversation_id: str,
+        contact_id: str,
+        direction: str,
+        type: str,
+        content: str,
+        metadata: dict[str, Any],
+        status: str,
+        timestamp: datetime,
+        whatsapp_message_id: str | None = None,
+    ) -> tuple[Message, bool]:
+        """Store a message and return it with True; idempotent on the WhatsApp id.
+
+        If the tenant already has a message with this ``whatsapp_message_id`` nothing is
+        written and the existing message is returned with False. Inbound messages are stored
+        with status "RECEIVED", outbound ones start "PENDING". Raises NotFound if the
+        conversation or contact is not the tenant's.
+        """
+
+    @abstractmethod
+    async def get_message(self, tenant_id: str, message_id: str) -> Message | None:
+        """Return the message, or None if it does not exist or is another tenant's."""
+
+    @abstractmethod
+    async def list_messages(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Message], str | None]:
+        """Return one page of a conversation's messages, newest first, and a cursor.
+
+        The cursor (None when there is nothing older) passed as ``before`` returns the next
+        older page. Ties on timestamp are broken by id. Raises ValueError for a bad cursor.
+        """
+
+    @abstractmethod
+    async def update_message_status(
+        self,
+        tenant_id: str,
+        whatsapp_message_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool] | None:
+        """Apply a delivery status report; return (message, changed), or None if unknown.
+
+        Monotonic, decided inside one SQL statement so racing reports cannot regress it:
+        PENDING < SENT < DELIVERED < READ < FAILED (terminal). A status at or below the
+        stored one changes nothing and returns (message, False). ``error`` is stored when
+        given. Raises ValueError for a status not on that ladder.
+        """
+
+    @abstractmethod
+    async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
+        """Record the WhatsApp id of a sent message; status becomes SENT unless further.
+
+        Returns the message. Raises NotFound for an unknown message and Conflict if the
+        tenant already has another message with this WhatsApp id.
+        """
+
+    @abstractmethod
+    async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
+        """Set status FAILED with ``error`` (unless already FAILED); return the message.
+
+        Raises NotFound for an unknown message.
+        """
+
+    @abstractmethod
+    async def count_messages(self, tenant_id: str | None = None) -> int:
+        """Return the number of messages of one tenant, or of all tenants for None."""
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_dead_letter(self, kind: str, payload: dict[str, Any], error: str) -> int:
+        """Store a job that gave up; return its id."""
+
+    @abstractmethod
+    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters, newest first."""

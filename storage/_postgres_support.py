@@ -1,0 +1,171 @@
+"""PostgreSQL plumbing kept out of ``postgres.py``: pool set-up, migrations, error
+translation, column lists and row mappers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from ._common import redact_url, utcnow
+from ._migrations import load_migrations
+from ._records import (
+    Conflict,
+    Contact,
+    Conversation,
+    Message,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+)
+
+CONNECT_TIMEOUT: Final = 10.0
+USER_COLS: Final = "id, tenant_id, email, name, role, created_at"
+ACCOUNT_COLS: Final = (
+    "id, tenant_id, phone_number_id, verify_token, app_secret, access_token, created_at"
+)
+MESSAGE_COLS: Final = (
+    "id, tenant_id, conversation_id, contact_id, whatsapp_message_id, direction, type,"
+    " content, metadata, status, error, timestamp, created_at"
+)
+# {source} is "conversations" or the name of a CTE holding freshly updated rows.
+CONVERSATION_SELECT: Final = (
+    "SELECT c.id, c.tenant_id, c.contact_id, c.account_id, c.stage, c.assignee_id,"
+    " c.last_message_at, c.created_at, c.updated_at, k.phone_number, k.name AS contact_name"
+    " FROM {source} c JOIN contacts k ON k.id = c.contact_id"
+)
+
+
+def require_asyncio() -> None:
+    """Return None on asyncio; raise StorageError on any other backend (asyncpg needs it)."""
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - sniffio ships with trio and httpx
+        return
+    library = sniffio.current_async_library()
+    if library != "asyncio":
+        raise StorageError(
+            "PostgreSQL storage needs the asyncio backend (asyncpg is asyncio-only); "
+            f"this task runs on {library}"
+        )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(url: str, schema: str | None) -> asyncpg.Pool:
+    """Return a pool of 1..10 connections to ``url``, on ``schema`` (created if missing).
+
+    ``schema`` must already be a validated identifier. Raises StorageUnavailable (URL shown
+    without its password) when the server cannot be reached or refuses the login.
+    """
+    settings: dict[str, str] = {}
+    try:
+        if schema is not None:
+            settings["search_path"] = f'"{schema}"'
+            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # a concurrent opener created it between the check and the create
+            finally:
+                await conn.close()
+        return await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=10,
+            timeout=CONNECT_TIMEOUT,
+            init=_init_connection,
+            server_settings=settings,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageUnavailable(
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
+        ) from exc
+
+
+@contextmanager
+def translated(pool: asyncpg.Pool | None, shown: str) -> Iterator[asyncpg.Pool]:
+    """Yield ``pool``, turning asyncpg errors raised in the block into storage errors.
+
+    Raises StorageUnavailable (closed pool, lost connection), Conflict (unique violation),
+    NotFound (foreign key violation) or StorageError (anything else from the server).
+    """
+    if pool is None:
+        raise StorageUnavailable(f"PostgreSQL storage {shown} is closed")
+    try:
+        yield pool
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"already exists: {exc.detail or exc}") from exc
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise NotFound(f"a referenced row does not exist in this tenant: {exc.detail}") from exc
+    except asyncpg.UndefinedTableError as exc:
+        raise StorageError(f"{exc}; call storage.migrate() first") from exc
+    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        raise StorageUnavailable(f"PostgreSQL at {shown}: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        raise StorageError(f"PostgreSQL at {shown}: {exc}") from exc
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
+    """Apply the pending PostgreSQL migrations on ``conn``; return the versions applied."""
+    applied = []
+    for m in load_migrations("postgres"):
+        async with conn.transaction():
+            # Serialises migrators of this schema (several nodes starting at once);
+            # the lock is released at commit.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('zapline:' || current_schema()))"
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at timestamptz NOT NULL)"
+            )
+            query = "SELECT 1 FROM schema_migrations WHERE version = $1"
+            if await conn.fetchval(query, m.version):
+                continue
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations VALUES ($1, $2, $3)", m.version, m.name, utcnow()
+            )
+        applied.append(m.version)
+    return applied
+
+
+def binder(args: list[Any]) -> Callable[[object], str]:
+    """Return a ``bind(value)`` that appends ``value`` to ``args`` and answers ``$n``."""
+
+    def bind(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    return bind
+
+
+def values_of(record: Any) -> tuple[Any, ...]:
+    """Return the field values of a record dataclass, in field order (no deep copy)."""
+    return tuple(getattr(record, f.name) for f in fields(record))
+
+
+def row_conversation(r: asyncpg.Record) -> Conversation:
+    """Return the Conversation (with its contact) of a CONVERSATION_SELECT row."""
+    values = dict(r.items())
+    phone, name = values.pop("phone_number"), values.pop("contact_name")
+    contact = Contact(values["contact_id"], values["tenant_id"], phone, name)
+    return Conversation(**values, contact=contact)
+
+
+def row_message(r: asyncpg.Record) -> Message:
+    """Return the Message of a row selected with MESSAGE_COLS."""
+    return Message(**dict(r.items()))

@@ -1,0 +1,160 @@
+"""Records, errors and vocabularies shared by every storage implementation.
+
+Records are frozen, slotted dataclasses so callers can pass them between tasks without
+worrying about mutation. Every datetime on a record is timezone-aware UTC. Ids are uuid4 hex
+strings, except inbox and dead-letter ids, which are integers that only grow.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+ROLES: Final = frozenset({"admin", "agent", "ops"})
+DIRECTIONS: Final = frozenset({"inbound", "outbound"})
+INBOX_STATES: Final = ("pending", "done", "failed", "unroutable")
+# Status only moves up this ladder. FAILED outranks everything so a failure report is never
+# hidden by a late DELIVERED; RECEIVED (inbound messages) is not on the ladder at all.
+STATUS_RANK: Final[dict[str, int]] = {
+    "PENDING": 0,
+    "SENT": 1,
+    "DELIVERED": 2,
+    "READ": 3,
+    "FAILED": 9,
+}
+MESSAGE_STATUSES: Final = frozenset({*STATUS_RANK, "RECEIVED"})
+
+
+class StorageError(Exception):
+    """Base class of every error the storage layer raises on purpose."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached, is closed, or refused the operation for I/O reasons."""
+
+
+class Conflict(StorageError):
+    """A uniqueness rule was broken (duplicate email, phone_number_id, WhatsApp message id)."""
+
+
+class NotFound(StorageError, LookupError):
+    """A row the operation needs does not exist (or belongs to another tenant)."""
+
+
+class Unset(enum.Enum):
+    """Type of :data:`UNSET`, the "leave this field alone" marker for optional updates."""
+
+    UNSET = enum.auto()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+Role = Literal["admin", "agent", "ops"]
+Direction = Literal["inbound", "outbound"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """One customer organisation; every other row belongs to exactly one tenant."""
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person who logs in. ``email`` is stored lower-cased; the password hash never leaves."""
+
+    id: str
+    tenant_id: str
+    email: str
+    name: str | None
+    role: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A WhatsApp Cloud API phone number connected to a tenant."""
+
+    id: str
+    tenant_id: str
+    phone_number_id: str
+    verify_token: str | None
+    app_secret: str | None
+    access_token: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A WhatsApp user talking to a tenant; ``phone_number`` is the WhatsApp ``wa_id``."""
+
+    id: str
+    tenant_id: str
+    phone_number: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The single thread between a tenant and a contact (one Kanban card)."""
+
+    id: str
+    tenant_id: str
+    contact_id: str
+    account_id: str
+    stage: str
+    assignee_id: str | None
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One inbound or outbound WhatsApp message."""
+
+    id: str
+    tenant_id: str
+    conversation_id: str
+    contact_id: str
+    whatsapp_message_id: str | None
+    direction: str
+    type: str
+    content: str
+    metadata: dict[str, Any]
+    status: str
+    error: dict[str, Any] | None
+    timestamp: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One raw webhook body, stored before WhatsApp gets its 200."""
+
+    id: int
+    body: bytes
+    received_at: datetime
+    state: str
+    attempts: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that exhausted its retries, kept for an operator to inspect."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    error: str
+    created_at: datetime

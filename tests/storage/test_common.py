@@ -1,0 +1,87 @@
+"""Pure helpers: cursor codec, password hashing, URL redaction, migration loading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storage._common import (
+    decode_cursor,
+    encode_cursor,
+    from_iso,
+    hash_password,
+    redact_url,
+    to_iso,
+    verify_password,
+)
+from storage._migrations import load_migrations, split_sqlite_script
+
+aware = st.datetimes(
+    min_value=datetime(1970, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3)), timezone(timedelta(hours=9))]),
+)
+
+
+@given(at=st.none() | aware, row_id=st.text(min_size=1), kind=st.sampled_from(["a", "b"]))
+def test_cursor_round_trip(at: datetime | None, row_id: str, kind: str) -> None:
+    cursor = encode_cursor(kind, at, row_id)
+    assert cursor.isascii() and "=" not in cursor
+    assert decode_cursor(kind, cursor) == (at, row_id)
+    other = "b" if kind == "a" else "a"
+    with pytest.raises(ValueError):
+        decode_cursor(other, cursor)
+
+
+@given(garbage=st.text())
+def test_cursor_decoding_never_crashes(garbage: str) -> None:
+    try:
+        decode_cursor("a", garbage)
+    except ValueError:
+        pass
+
+
+@given(a=aware, b=aware)
+def test_iso_text_sorts_like_time(a: datetime, b: datetime) -> None:
+    assert from_iso(to_iso(a)) == a
+    assert (to_iso(a) < to_iso(b)) == (a < b)
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        to_iso(datetime(2024, 1, 1))
+
+
+def test_password_hash_is_salted_and_verifies() -> None:
+    first, second = hash_password("correct horse"), hash_password("correct horse")
+    assert first != second and first.startswith("scrypt$")
+    assert verify_password("correct horse", first) and verify_password("correct horse", second)
+    assert not verify_password("correct horsE", first)
+    assert not verify_password("x", "not-a-hash") and not verify_password("x", "md5$1$2$3$4$5")
+    with pytest.raises(ValueError):
+        hash_password("")
+
+
+def test_redact_url() -> None:
+    assert redact_url("postgresql://u:secret@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redact_url("postgresql://u@db/x") == "postgresql://u@db/x"
+
+
+def test_migrations_load_in_order_for_both_dialects() -> None:
+    for dialect in ("sqlite", "postgres"):
+        migrations = load_migrations(dialect)
+        assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+        assert migrations[0].name == "initial"
+
+
+def test_split_sqlite_script_respects_literals_and_comments() -> None:
+    script = "-- header;\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nINSERT INTO a VALUES ('b;c');\n"
+    assert split_sqlite_script(script) == [
+        "-- header;\nCREATE TABLE a (x TEXT DEFAULT ';');",
+        "INSERT INTO a VALUES ('b;c');",
+    ]
+    with pytest.raises(ValueError):
+        split_sqlite_script("INSERT INTO a VALUES ('unterminated")

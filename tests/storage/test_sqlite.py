@@ -1,0 +1,113 @@
+"""SQLite-only behaviour: the file outlives the process, URLs, pragmas, and trio support.
+
+These run on asyncio and trio (the shared ``anyio_backend`` fixture): the SQLite
+implementation is plain anyio and must work on both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from storage import StorageError, StorageUnavailable, open_storage, sqlite_path
+from storage.sqlite import SQLiteStorage
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_data_survives_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    async with await open_storage(url) as store:
+        assert await store.migrate() == [1]
+        tenant = await store.create_tenant("Acme")
+        ids = await store.inbox_append([b"a", b"b"])
+        account = await store.add_account(tenant.id, "pn")
+        contact = await store.upsert_contact(tenant.id, "5511", "Ana")
+        conv, _ = await store.get_or_create_conversation(tenant.id, contact.id, account.id)
+        at = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+        message, _ = await store.insert_message(
+            tenant_id=tenant.id,
+            conversation_id=conv.id,
+            contact_id=contact.id,
+            direction="inbound",
+            type="TEXT",
+            content="olá",
+            metadata={"k": "v"},
+            status="RECEIVED",
+            timestamp=at,
+            whatsapp_message_id="wamid.1",
+        )
+
+    async with await open_storage(url) as store:
+        assert await store.migrate() == []
+        assert await store.get_tenant(tenant.id) == tenant
+        assert [item.id for item in await store.inbox_pending()] == ids
+        assert await store.get_message(tenant.id, message.id) == message
+        assert await store.get_conversation(tenant.id, conv.id) == conv
+
+    # WAL is a property of the file, so any later opener (the admin CLI) sees it too.
+    with sqlite3.connect(tmp_path / "desk.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = raw.execute("SELECT version, name FROM schema_migrations").fetchall()
+        assert versions == [(1, "initial")]
+    raw.close()
+
+
+async def test_second_process_can_write_while_first_is_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    async with await open_storage(url) as server:
+        await server.migrate()
+        async with await open_storage(url) as cli:
+            tenant = await cli.create_tenant("From the CLI")
+        assert await server.get_tenant(tenant.id) == tenant
+
+
+async def test_memory_database_works() -> None:
+    async with await open_storage("sqlite:///:memory:") as store:
+        assert await store.migrate() == [1]
+        tenant = await store.create_tenant("Acme")
+        assert await store.get_tenant(tenant.id) == tenant
+
+
+async def test_unopenable_file_is_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
+    with pytest.raises(StorageUnavailable, match="missing-dir"):
+        await open_storage(url)
+
+
+async def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
+    async with await open_storage(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        with pytest.raises(StorageError, match="migrate"):
+            await store.create_tenant("Acme")
+
+
+async def test_unknown_scheme_and_misplaced_schema() -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        await open_storage("mysql://root:hunter2@localhost/db")
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        await open_storage("sqlite:///:memory:", schema="s")
+
+
+def test_sqlite_url_forms() -> None:
+    assert sqlite_path("sqlite:///./zapline.db") == "./zapline.db"
+    assert sqlite_path("sqlite:///zapline.db") == "zapline.db"
+    assert sqlite_path("sqlite:////abs/path.db") == "/abs/path.db"
+    assert sqlite_path("sqlite:///:memory:") == ":memory:"
+    with pytest.raises(ValueError):
+        sqlite_path("sqlite://")
+
+
+async def test_connection_is_durable_and_patient(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "x.db"))
+    try:
+        names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        values = await store._call(
+            lambda db: [db.execute(f"PRAGMA {name}").fetchone()[0] for name in names]
+        )
+        # synchronous=2 is FULL: a commit is on disk before inbox_append returns.
+        assert values == ["wal", 2, 10_000, 1]
+    finally:
+        await store.aclose()
