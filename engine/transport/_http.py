@@ -1,0 +1,305 @@
+"""HTTP/1.1 on the engine's own listener: long-polling, the websocket upgrade, CORS.
+
+h11 parses requests (keep-alive, pipelining, bodies); this module only routes them:
+
+    GET  {path}?EIO=4&transport=polling            -> new session, body "0{...handshake...}"
+    GET  {path}?EIO=4&transport=polling&sid=S      -> long-poll: packets queued for S
+    POST {path}?EIO=4&transport=polling&sid=S      -> packets from the client, answer "ok"
+    GET  {path}?EIO=4&transport=websocket[&sid=S]  + Upgrade: websocket -> 101, then frames
+    OPTIONS {path}                                  -> CORS preflight
+
+Errors answer the Engine.IO error bodies (``{"code":N,"message":"..."}``) with status 400
+(403 for a refused origin, 413 for an oversized body), never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import h11
+import orjson
+from wsproto.extensions import PerMessageDeflate
+
+from engine.protocol import ProtocolError, decode_payload
+from engine.transport._frames import accept_key
+from engine.transport._io import close_socket, recv_some, send_all
+from engine.transport._websocket import WebSocketConn
+
+if TYPE_CHECKING:
+    from engine._server import SocketServer
+
+log = logging.getLogger("zapline.engine")
+
+# Engine.IO error codes (engine.io server's Server.errors).
+UNKNOWN_TRANSPORT = (0, "Transport unknown")
+UNKNOWN_SID = (1, "Session ID unknown")
+BAD_HANDSHAKE_METHOD = (2, "Bad handshake method")
+BAD_REQUEST = (3, "Bad request")
+FORBIDDEN = (4, "Forbidden")
+UNSUPPORTED_PROTOCOL_VERSION = (5, "Unsupported protocol version")
+
+_TEXT = b"text/plain; charset=UTF-8"
+_JSON = b"application/json"
+
+
+class _Request:
+    __slots__ = ("method", "path", "query", "headers")
+
+    def __init__(self, event: h11.Request) -> None:
+        self.method = event.method.decode()
+        parts = urlsplit(event.target.decode("latin-1"))
+        self.path = parts.path
+        self.query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self.headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
+
+
+async def handle_connection(server: SocketServer, sock: socket.socket, remote: str) -> None:
+    """Serve one accepted TCP connection until it closes or becomes a websocket."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    try:
+        while True:
+            event = await _next_event(conn, sock)
+            if isinstance(event, h11.ConnectionClosed) or event is None:
+                return
+            if not isinstance(event, h11.Request):
+                return
+            request = _Request(event)
+            upgraded = await _route(server, conn, sock, request, remote)
+            if upgraded:
+                return
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+    except h11.RemoteProtocolError as exc:
+        log.info("bad HTTP from %s: %s", remote, exc)
+        await _try_send_error(conn, sock, exc.error_status_hint, BAD_REQUEST)
+    except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass
+    finally:
+        close_socket(sock)
+
+
+async def _next_event(conn: h11.Connection, sock: socket.socket) -> h11.Event | None:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await recv_some(sock)
+            conn.receive_data(data)
+            continue
+        if event is h11.PAUSED:
+            return None
+        return event  # type: ignore[return-value]
+
+
+async def _read_body(conn: h11.Connection, sock: socket.socket, limit: int) -> bytes | None:
+    """Return the request body, or None if it exceeds ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        event = await _next_event(conn, sock)
+        if isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > limit:
+                return None
+            parts.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            return b"".join(parts)
+        else:
+            raise h11.RemoteProtocolError("connection closed in the middle of a body")
+
+
+def _cors_headers(server: SocketServer, request: _Request) -> list[tuple[bytes, bytes]] | None:
+    """CORS headers for ``request``, or None if its origin is refused."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return []
+    allowed = server.options.cors_origins
+    if not allowed or "*" in allowed or origin in allowed:
+        return [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-credentials", b"true"),
+            (b"vary", b"Origin"),
+        ]
+    return None
+
+
+async def _respond(
+    conn: h11.Connection,
+    sock: socket.socket,
+    status: int,
+    body: bytes,
+    content_type: bytes = _TEXT,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    data = conn.send(h11.Response(status_code=status, headers=headers))
+    data += conn.send(h11.Data(data=body)) if body else b""
+    data += conn.send(h11.EndOfMessage())
+    await send_all(sock, data)
+
+
+async def _error(
+    conn: h11.Connection,
+    sock: socket.socket,
+    error: tuple[int, str],
+    status: int = 400,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = orjson.dumps({"code": error[0], "message": error[1]})
+    await _respond(conn, sock, status, body, _JSON, extra)
+
+
+async def _try_send_error(conn: h11.Connection, sock: socket.socket, status: int, error: tuple[int, str]) -> None:
+    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        try:
+            await _error(conn, sock, error, status)
+        except (OSError, h11.LocalProtocolError, anyio.ClosedResourceError):
+            pass
+
+
+async def _route(
+    server: SocketServer, conn: h11.Connection, sock: socket.socket, request: _Request, remote: str
+) -> bool:
+    """Answer one request; return True if the socket became a websocket (and is done)."""
+    options = server.options
+    if not request.path.startswith(options.path.rstrip("/")):
+        await _respond(conn, sock, 404, b'{"error":"not found"}', _JSON)
+        return False
+    cors = _cors_headers(server, request)
+    if cors is None:
+        log.info("refused origin %r from %s", request.headers.get("origin"), remote)
+        await _error(conn, sock, FORBIDDEN, 403)
+        return False
+    if request.method == "OPTIONS":
+        allow = request.headers.get("access-control-request-headers", "content-type")
+        await _respond(conn, sock, 204, b"", _TEXT, cors + [
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", allow.encode("latin-1")),
+            (b"access-control-max-age", b"86400"),
+        ])
+        return False
+    query = request.query
+    if query.get("EIO") != "4":
+        await _error(conn, sock, UNSUPPORTED_PROTOCOL_VERSION, 400, cors)
+        return False
+    transport = query.get("transport")
+    if transport == "websocket" and options.allow_websocket:
+        if request.headers.get("upgrade", "").lower() != "websocket":
+            await _error(conn, sock, BAD_REQUEST, 400, cors)
+            return False
+        return await _upgrade(server, conn, sock, request, remote)
+    if transport != "polling" or not options.allow_polling:
+        await _error(conn, sock, UNKNOWN_TRANSPORT, 400, cors)
+        return False
+    sid = query.get("sid")
+    if sid is None:
+        if request.method != "GET":
+            await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
+            return False
+        session, handshake = server.open_session(remote)
+        await _respond(conn, sock, 200, handshake.encode(), _TEXT, cors)
+        return False
+    session = server.sessions.get(sid)
+    if session is None or session.ws is not None:
+        await _error(conn, sock, UNKNOWN_SID if session is None else BAD_REQUEST, 400, cors)
+        return False
+    if request.method == "GET":
+        if session.polling:
+            server.close_session(session, "transport error", send_close=False)
+            await _error(conn, sock, BAD_REQUEST, 400, cors)
+            return False
+        session.polling = True
+        try:
+            body = await session.poll()
+        finally:
+            session.polling = False
+        await _respond(conn, sock, 200, body.encode(), _TEXT, cors)
+        return False
+    if request.method == "POST":
+        raw = await _read_body(conn, sock, options.max_payload)
+        if raw is None:
+            server.close_session(session, "message too big", send_close=True)
+            await _respond(conn, sock, 413, b'{"code":3,"message":"Payload too large"}', _JSON, cors)
+            return False
+        try:
+            packets = decode_payload(raw.decode())
+            now = anyio.current_time()
+            for packet in packets:
+                session.receive_packet(packet, now)
+        except (ProtocolError, UnicodeDecodeError) as exc:
+            log.info("bad polling payload from %s (session %s): %s", remote, sid, exc)
+            server.close_session(session, "parse error", send_close=True)
+            await _error(conn, sock, BAD_REQUEST, 400, cors)
+            return False
+        await _respond(conn, sock, 200, b"ok", b"text/html", cors)
+        return False
+    await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
+    return False
+
+
+def _negotiate_deflate(server: SocketServer, request: _Request) -> tuple[list[PerMessageDeflate] | None, str | None]:
+    if not server.options.compression:
+        return None, None
+    offer = request.headers.get("sec-websocket-extensions", "")
+    for item in offer.split(","):
+        if item.strip().startswith("permessage-deflate"):
+            bits = server.options.compression_window_bits
+            ext = PerMessageDeflate(client_no_context_takeover=True, server_no_context_takeover=True,
+                                    server_max_window_bits=bits)
+            accepted = ext.accept(item.strip())
+            if isinstance(accepted, str):
+                return [ext], accepted
+    return None, None
+
+
+async def _upgrade(
+    server: SocketServer, conn: h11.Connection, sock: socket.socket, request: _Request, remote: str
+) -> bool:
+    key = request.headers.get("sec-websocket-key")
+    if not key or request.headers.get("sec-websocket-version") != "13":
+        await _error(conn, sock, BAD_REQUEST, 400)
+        return False
+    sid = request.query.get("sid")
+    session = None
+    if sid is not None:
+        session = server.sessions.get(sid)
+        if session is None or session.ws is not None or session.probe is not None:
+            await _error(conn, sock, UNKNOWN_SID if session is None else BAD_REQUEST, 400)
+            return False
+    extensions, ext_header = _negotiate_deflate(server, request)
+    headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+               (b"sec-websocket-accept", accept_key(key).encode())]
+    if ext_header:
+        headers.append((b"sec-websocket-extensions", ext_header.encode()))
+    await send_all(sock, conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
+    trailing, _closed = conn.trailing_data
+    ws = WebSocketConn(
+        sock,
+        outbox_limit=server.options.outbox_limit,
+        spawn=server.spawn,
+        extensions=extensions,  # type: ignore[arg-type]
+        window_bits=server.options.compression_window_bits,
+        threshold=server.options.compression_threshold,
+        trailing=bytes(trailing),
+    )
+    await server.run_websocket(ws, session, remote)
+    return True
+
+
+def listener_handler(server: SocketServer) -> Callable[[socket.socket, str], object]:
+    """Return the per-connection coroutine function the listener starts."""
+
+    async def handler(sock: socket.socket, remote: str) -> None:
+        await handle_connection(server, sock, remote)
+
+    return handler
