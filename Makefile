@@ -1,0 +1,58 @@
+# The README names these targets; CI runs `.ci/run`, which runs `make test` and `make bench-ci`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PG_URL    ?= postgresql://postgres@127.0.0.1:5432/test
+REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test install install-test install-js services bench bench-ci lint typecheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,bench]'
+
+install-js:
+	@command -v npm >/dev/null || { echo "npm is required for the JavaScript interop tests (apt-get install nodejs npm)"; exit 1; }
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+
+## make run: the server on the embedded SQLite default, with a demo tenant and token.
+run: install
+	ZAPLINE_ENV=dev $(BIN)/zapline serve
+
+## make services: start PostgreSQL and Redis if they are installed here but down.
+services:
+	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  echo "starting PostgreSQL"; pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
+	  for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; fi
+	@if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+	  echo "starting Redis"; redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
+	  for i in 1 2 3 4 5; do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; fi
+
+## make test: install what the tests need (pip + npm) and run the whole suite.
+test: install-test install-js services
+	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} REDIS_URL=$${REDIS_URL:-$(REDIS_URL)} \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider
+
+## make bench: every scenario against Zapline and python-socketio, with the ratio table.
+bench: install-test
+	$(BIN)/python -m bench all --baseline python-socketio
+
+## make bench-ci: the product's promise, p99 < 100 ms at 1000 clients, nothing lost.
+bench-ci: install-test
+	$(BIN)/python -m bench ci
+
+lint: install-test
+	$(BIN)/ruff check engine api storage zapline bench tests
+	$(BIN)/ruff format --check engine api storage zapline bench tests
+
+typecheck: install-test
+	$(BIN)/mypy engine
+
+clean:
+	rm -rf $(VENV) tests/js/node_modules zapline.db zapline.db-wal zapline.db-shm

@@ -1,0 +1,52 @@
+"""The Quart application: REST, webhooks, health, config. Built by ``create_app(runtime)``.
+
+Every error leaves as JSON ``{"error": "..."}`` with a proper status; nothing leaks a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from quart import Quart, jsonify
+from werkzeug.exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from zapline.runtime import Runtime
+
+log = logging.getLogger("zapline.api")
+
+
+def create_app(runtime: Runtime) -> Quart:
+    """Return the API app bound to ``runtime`` (storage, engine, queues, settings)."""
+    app = Quart("zapline", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.webhook_max_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["zapline"] = runtime
+
+    from api.routes_health import blueprint as health
+
+    app.register_blueprint(health)
+    for name in ("api.routes_webhooks", "api.routes_auth", "api.routes_conversations", "api.routes_ops"):
+        try:
+            module = __import__(name, fromlist=["blueprint"])
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Any:
+        response = jsonify({"error": exc.description or exc.name, "status": exc.code})
+        response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error in request")
+        response = jsonify({"error": "internal server error"})
+        response.status_code = 500
+        return response
+
+    return app

@@ -1,0 +1,316 @@
+"""The desk's workers: inbox rows -> messages and statuses -> storage -> Socket.IO events.
+
+Theory of operation
+-------------------
+A webhook is committed to the inbox, then one ``inbox`` job splits it into one job per
+inbound message (key: the contact's conversation, so a conversation's messages are processed
+one at a time, in order) and one job per status (key: the message id). The inbox row is
+marked done when all of its jobs finished (or went to dead letters), so a crash at any point
+leaves it pending, and the start-up replay processes it again. Every step is idempotent on the
+WhatsApp message id: a replay stores nothing twice. A replayed message that was stored but
+maybe not announced before the crash is announced again (at least once); a webhook that Meta
+delivers twice is announced once.
+
+Outbound: the API stores a PENDING message and queues a ``send`` job (key: the conversation);
+the worker calls the Cloud API and records SENT with the returned id, or FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from api.accounts import AccountCache
+from api.intake import InboxWriter
+from api.serialize import conversation_payload, iso, last_message_summary, message_payload
+from api.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
+from engine.jobs import Job, PermanentError, Priority
+from storage import Conversation, Message
+from zapline.realtime import conversation_room, tenant_room
+
+if TYPE_CHECKING:
+    from zapline.runtime import Runtime
+
+log = logging.getLogger("zapline.desk")
+
+
+class UnknownMessage(Exception):
+    """A status arrived for a message we do not know yet (retried, then dead-lettered)."""
+
+
+@dataclass(slots=True)
+class _InboxProgress:
+    remaining: int
+    replay: bool
+
+
+class Desk:
+    """Job handlers and the inbox bookkeeping of one process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.storage = runtime.storage
+        self.engine = runtime.engine
+        self.queue = runtime.queue
+        self.accounts = AccountCache(runtime.storage)
+        settings = runtime.settings
+        self.cloud = CloudApiClient(
+            settings.whatsapp_api_url, version=settings.whatsapp_api_version, rate_per_second=settings.send_rate
+        )
+        self.intake = InboxWriter(runtime.storage)
+        self._progress: dict[int, _InboxProgress] = {}
+        self._done_ids: list[int] = []
+        self._done_wakeup = anyio.Event()
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Register the job kinds on the queue."""
+        q = self.queue
+        q.register("inbox", self.handle_inbox)
+        q.register("inbound", self.handle_inbound)
+        q.register("status", self.handle_status, max_attempts=8)
+        q.register("send", self.handle_send)
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run intake, the done-marker and the start-up replay until cancelled."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.intake.run)
+            tg.start_soon(self._mark_done_loop)
+            replayed = await self.replay_inbox()
+            if replayed:
+                log.info("replaying %d unprocessed inbox rows", replayed)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        """Flush done-marks and close the Cloud API client."""
+        await self._flush_done()
+        await self.cloud.aclose()
+
+    async def replay_inbox(self) -> int:
+        """Queue every pending inbox row again (after a crash or restart); return how many."""
+        count = 0
+        after = 0
+        while True:
+            rows = await self.storage.inbox_pending(after_id=after, limit=500)
+            if not rows:
+                return count
+            for row in rows:
+                try:
+                    body = orjson.loads(row.body)
+                except orjson.JSONDecodeError:
+                    await self.storage.inbox_mark([row.id], "failed", error="invalid JSON")
+                    continue
+                await self.queue.put("inbox", (row.id, body, True), key=None, priority=Priority.MESSAGE)
+                count += 1
+            after = rows[-1].id
+
+    # -- intake ------------------------------------------------------------------------------
+
+    async def accept_webhook(self, raw: bytes, body: dict[str, Any]) -> int:
+        """Commit ``raw`` to the inbox, queue its processing; return the inbox id."""
+        inbox_id = await self.intake.commit(raw)
+        await self.queue.put("inbox", (inbox_id, body, False), priority=Priority.MESSAGE)
+        return inbox_id
+
+    async def handle_inbox(self, payload: tuple[int, dict[str, Any], bool]) -> None:
+        """Split one webhook into message and status jobs."""
+        inbox_id, body, replay = payload
+        batch = parse_webhook(body)
+        for reason in batch.skipped:
+            log.info("inbox %d: skipped part: %s", inbox_id, reason)
+        routable_messages = []
+        routable_statuses = []
+        for message in batch.messages:
+            if await self.accounts.get(message.phone_number_id) is None:
+                log.warning("inbox %d: unroutable message for phone_number_id %s", inbox_id, message.phone_number_id)
+            else:
+                routable_messages.append(message)
+        for status in batch.statuses:
+            if await self.accounts.get(status.phone_number_id) is None:
+                log.warning("inbox %d: unroutable status for phone_number_id %s", inbox_id, status.phone_number_id)
+            else:
+                routable_statuses.append(status)
+        jobs = len(routable_messages) + len(routable_statuses)
+        if jobs == 0:
+            state = "done" if not (batch.messages or batch.statuses) else "unroutable"
+            await self.storage.inbox_mark([inbox_id], state)
+            return
+        self._progress[inbox_id] = _InboxProgress(jobs, replay)
+        for message in routable_messages:
+            key = f"c:{message.phone_number_id}:{message.wa_id}"
+            await self.queue.put("inbound", (inbox_id, message), key=key, priority=Priority.MESSAGE)
+        for status in routable_statuses:
+            await self.queue.put("status", (inbox_id, status), key=f"m:{status.whatsapp_message_id}", priority=Priority.STATUS)
+
+    def _finished(self, inbox_id: int) -> None:
+        progress = self._progress.get(inbox_id)
+        if progress is None:
+            return
+        progress.remaining -= 1
+        if progress.remaining <= 0:
+            del self._progress[inbox_id]
+            self._done_ids.append(inbox_id)
+            self._done_wakeup.set()
+
+    async def _mark_done_loop(self) -> None:
+        # Done-marks are batched: one UPDATE for every row finished since the last one.
+        while True:
+            if not self._done_ids:
+                self._done_wakeup = anyio.Event()
+                await self._done_wakeup.wait()
+            await self._flush_done()
+
+    async def _flush_done(self) -> None:
+        ids, self._done_ids = self._done_ids, []
+        if ids:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.storage.inbox_mark(ids, "done")
+            except Exception as exc:  # they stay pending and are replayed: harmless
+                log.warning("could not mark %d inbox rows done: %s", len(ids), exc)
+
+    # -- inbound messages --------------------------------------------------------------------
+
+    async def handle_inbound(self, payload: tuple[int, InboundMessage]) -> None:
+        """Store one inbound message and announce it."""
+        inbox_id, msg = payload
+        account = await self.accounts.get(msg.phone_number_id)
+        if account is None:
+            raise PermanentError(f"no account for phone_number_id {msg.phone_number_id}")
+        storage = self.storage
+        tenant_id = account.tenant_id
+        contact = await storage.upsert_contact(tenant_id, msg.wa_id, msg.contact_name)
+        conversation, created = await storage.get_or_create_conversation(tenant_id, contact.id, account.id)
+        message, inserted = await storage.insert_message(
+            tenant_id=tenant_id, conversation_id=conversation.id, contact_id=contact.id, direction="inbound",
+            type=msg.type, content=msg.content, metadata=msg.metadata, status="RECEIVED",
+            timestamp=msg.timestamp, whatsapp_message_id=msg.whatsapp_message_id,
+        )
+        progress = self._progress.get(inbox_id)
+        replay = progress.replay if progress is not None else False
+        if inserted:
+            await storage.touch_conversation(conversation.id, message.timestamp)
+        if inserted or replay:
+            if created:
+                self.engine.emit("conversation:new", {"conversation": conversation_payload(conversation)},
+                                 to=tenant_room(tenant_id))
+            self.announce_message(conversation, message)
+        self._finished(inbox_id)
+
+    def announce_message(self, conversation: Conversation, message: Message) -> None:
+        """Emit ``message:new`` and ``conversation:updated`` to the tenant and the conversation."""
+        rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
+        self.engine.emit("message:new", {
+            "conversationId": conversation.id,
+            "message": message_payload(message, conversation.contact),
+        }, to=rooms)
+        self.engine.emit("conversation:updated", {
+            "conversationId": conversation.id,
+            "lastMessage": last_message_summary(message),
+            "lastMessageAt": iso(message.timestamp),
+        }, to=rooms)
+
+    # -- statuses ----------------------------------------------------------------------------
+
+    async def handle_status(self, payload: tuple[int, StatusUpdate]) -> None:
+        """Apply one status (monotonic) and announce a change."""
+        inbox_id, status = payload
+        account = await self.accounts.get(status.phone_number_id)
+        if account is None:
+            raise PermanentError(f"no account for phone_number_id {status.phone_number_id}")
+        error = {"errors": status.errors} if status.errors else None
+        result = await self.storage.update_message_status(
+            account.tenant_id, status.whatsapp_message_id, status.status, error=error)
+        if result is None:
+            raise UnknownMessage(f"status {status.status} for unknown message {status.whatsapp_message_id}")
+        message, changed = result
+        if changed:
+            self.announce_status(message)
+        self._finished(inbox_id)
+
+    def announce_status(self, message: Message) -> None:
+        """Emit ``message:status-update`` to the tenant and the conversation."""
+        self.engine.emit("message:status-update", {
+            "conversationId": message.conversation_id,
+            "messageId": message.id,
+            "whatsappMessageId": message.whatsapp_message_id,
+            "status": message.status,
+            **({"error": message.error} if message.error else {}),
+        }, to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)])
+
+    # -- outbound ----------------------------------------------------------------------------
+
+    async def queue_send(self, conversation: Conversation, message: Message) -> None:
+        """Announce a new PENDING outbound message and queue its delivery."""
+        self.announce_message(conversation, message)
+        await self.queue.put("send", (message.tenant_id, message.id), key=f"c:{conversation.id}", priority=Priority.MESSAGE)
+
+    async def handle_send(self, payload: tuple[str, str]) -> None:
+        """Deliver one outbound message through the Cloud API."""
+        tenant_id, message_id = payload
+        storage = self.storage
+        message = await storage.get_message(tenant_id, message_id)
+        if message is None:
+            raise PermanentError(f"outbound message {message_id} vanished")
+        if message.status != "PENDING":
+            return  # already sent (a replayed job)
+        conversation = await storage.get_conversation(tenant_id, message.conversation_id)
+        if conversation is None:
+            raise PermanentError(f"conversation {message.conversation_id} vanished")
+        account = await storage.get_account_by_id(tenant_id, conversation.account_id)
+        if account is None:
+            await self._fail_send(message, {"message": "no WhatsApp account for this conversation"})
+            return
+        try:
+            result = await self.cloud.send_message(
+                account.phone_number_id, account.access_token, conversation.contact.phone_number,
+                message.type, message.content, message.metadata)
+        except CloudApiError as exc:
+            if exc.retryable:
+                raise
+            await self._fail_send(message, {"message": exc.message, "code": exc.code, "status": exc.status})
+            return
+        sent = await storage.mark_message_sent(message.id, result.whatsapp_message_id)
+        self.announce_status(sent)
+
+    async def _fail_send(self, message: Message, error: dict[str, Any]) -> None:
+        failed = await self.storage.mark_message_failed(message.id, error)
+        log.warning("send of message %s failed: %s", message.id, error.get("message"))
+        self.announce_status(failed)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def on_dead_letter(self, job: Job, exc: BaseException) -> None:
+        """Keep the failed job with its error; finish its inbox row; fail a send."""
+        payload = job.payload
+        record: dict[str, Any] = {"kind": job.kind, "attempts": job.attempts}
+        if job.kind in ("inbound", "status"):
+            inbox_id, item = payload
+            record.update({"inboxId": inbox_id, "item": asdict(item)})
+            self._finished(inbox_id)
+        elif job.kind == "send":
+            tenant_id, message_id = payload
+            record.update({"tenantId": tenant_id, "messageId": message_id})
+            message = await self.storage.get_message(tenant_id, message_id)
+            if message is not None and message.status == "PENDING":
+                err = {"message": str(exc)}
+                if isinstance(exc, CloudApiError):
+                    err.update({"code": exc.code, "status": exc.status})
+                await self._fail_send(message, err)
+        elif job.kind == "inbox":
+            record["inboxId"] = payload[0]
+            await self.storage.inbox_mark([payload[0]], "failed", error=repr(exc))
+        log.error("job %s dead-lettered after %d attempts: %s", job.kind, job.attempts, exc)
+        await self.storage.add_dead_letter(job.kind, orjson.loads(orjson.dumps(record, default=str)), repr(exc))
+
+
+async def install(runtime: Runtime) -> None:
+    """Create the desk for ``runtime``: job handlers, intake, replay."""
+    desk = Desk(runtime)
+    desk.register()
+    runtime.services["desk"] = desk

@@ -1,0 +1,49 @@
+"""Bearer-token authentication for REST routes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from quart import current_app, g, jsonify, request
+
+from api.context import runtime_of
+from zapline.auth import AuthError, Claims, verify_token
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def error(status: int, message: str, **extra: Any) -> Any:
+    """A JSON error response ``{"error": message}`` with ``status``."""
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or None."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+def require_auth(fn: F) -> F:
+    """Decorator: 401 unless a valid JWT is presented; the claims go to ``g.claims``."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        runtime = runtime_of(current_app)
+        try:
+            g.claims = verify_token(runtime.settings.jwt_secret, bearer_token())
+        except AuthError as exc:
+            return error(401, str(exc))
+        return await fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def claims() -> Claims:
+    """The authenticated caller's claims (inside a ``require_auth`` route)."""
+    return g.claims  # type: ignore[no-any-return]

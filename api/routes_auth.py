@@ -1,0 +1,35 @@
+"""``POST /api/auth/login``: email + password -> JWT."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Blueprint, current_app, request
+
+from api.context import runtime_of
+from api.guard import error
+from zapline.auth import issue_token
+
+log = logging.getLogger("zapline.api")
+blueprint = Blueprint("auth", __name__)
+
+TOKEN_TTL = 12 * 3600
+
+
+@blueprint.post("/api/auth/login")
+async def login() -> Any:
+    """Return ``{token, user}``; 400 on a malformed body, 401 on wrong credentials."""
+    body = await request.get_json(force=True, silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("email"), str) or not isinstance(body.get("password"), str):
+        return error(400, "expected JSON {email, password}")
+    runtime = runtime_of(current_app)
+    user = await runtime.storage.authenticate(body["email"], body["password"])
+    if user is None:
+        log.info("failed login for %s", body["email"])
+        return error(401, "invalid email or password")
+    token = issue_token(runtime.settings.jwt_secret, user_id=user.id, tenant_id=user.tenant_id, role=user.role, ttl=TOKEN_TTL)
+    return {
+        "token": token,
+        "user": {"id": user.id, "tenantId": user.tenant_id, "role": user.role, "email": user.email, "name": user.name},
+    }

@@ -1,0 +1,68 @@
+"""``/webhooks/whatsapp``: Meta's verification handshake and durable intake of posts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response, current_app, request
+
+from api.context import runtime_of
+from api.guard import error
+from api.intake import IntakeUnavailable
+from api.whatsapp import WebhookFormatError, phone_number_ids, verify_signature
+
+log = logging.getLogger("zapline.webhooks")
+blueprint = Blueprint("webhooks", __name__)
+
+
+@blueprint.get("/webhooks/whatsapp")
+async def verify() -> Any:
+    """Echo ``hub.challenge`` when ``hub.verify_token`` matches an account's verify token."""
+    args = request.args
+    token = args.get("hub.verify_token", "")
+    if args.get("hub.mode") != "subscribe" or not token:
+        return error(403, "verification failed: expected hub.mode=subscribe and hub.verify_token")
+    account = await runtime_of(current_app).storage.find_account_by_verify_token(token)
+    if account is None:
+        log.warning("webhook verification with an unknown verify token")
+        return error(403, "verification failed: unknown verify token")
+    return Response(args.get("hub.challenge", ""), status=200, content_type="text/plain")
+
+
+@blueprint.post("/webhooks/whatsapp")
+async def receive() -> Any:
+    """Verify, store durably, then 200; processing continues in the workers."""
+    runtime = runtime_of(current_app)
+    if runtime.draining:
+        return error(503, "shutting down; retry later")
+    desk = runtime.services["desk"]
+    raw = await request.get_data(cache=False)
+    assert isinstance(raw, bytes)
+    try:
+        body = orjson.loads(raw)
+        numbers = phone_number_ids(body)
+    except orjson.JSONDecodeError as exc:
+        log.info("webhook with malformed JSON: %s", exc)
+        return error(400, f"malformed JSON: {exc}")
+    except WebhookFormatError as exc:
+        log.info("webhook with unexpected shape: %s", exc)
+        return error(400, f"not a WhatsApp webhook: {exc}")
+    signature = request.headers.get("X-Hub-Signature-256")
+    for number in numbers:
+        account = await desk.accounts.get(number)
+        if account is None:
+            continue  # stored and logged as unroutable: Meta would retry a refusal forever
+        if account.app_secret:
+            if not verify_signature(raw, signature, account.app_secret):
+                log.warning("webhook for %s with a bad or missing signature", number)
+                return error(401, "invalid X-Hub-Signature-256")
+        elif signature is None:
+            log.warning("unsigned webhook accepted for %s: the account has no app secret", number)
+    try:
+        inbox_id = await desk.accept_webhook(raw, body)
+    except IntakeUnavailable as exc:
+        log.error("webhook refused, storage unavailable: %s", exc)
+        return error(503, "storage unavailable; retry later")
+    return {"status": "ok", "inboxId": inbox_id}
