@@ -6,10 +6,13 @@ Every error leaves as JSON ``{"error": "..."}`` with a proper status; nothing le
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
-from quart import Quart, jsonify
+from quart import Quart, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from zapline import logs
 
 if TYPE_CHECKING:
     from zapline.runtime import Runtime
@@ -27,7 +30,12 @@ def create_app(runtime: Runtime) -> Quart:
     from api.routes_health import blueprint as health
 
     app.register_blueprint(health)
-    for name in ("api.routes_webhooks", "api.routes_auth", "api.routes_conversations", "api.routes_ops"):
+    for name in (
+        "api.routes_webhooks",
+        "api.routes_auth",
+        "api.routes_conversations",
+        "api.routes_ops",
+    ):
         try:
             module = __import__(name, fromlist=["blueprint"])
         except ModuleNotFoundError as exc:
@@ -35,6 +43,20 @@ def create_app(runtime: Runtime) -> Quart:
                 raise
             continue
         app.register_blueprint(module.blueprint)
+
+    @app.before_request
+    async def assign_request_id() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        g.request_id = rid
+        logs.request_id.set(rid)
+
+    @app.after_request
+    async def echo_request_id(response: Any) -> Any:
+        rid = getattr(g, "request_id", None)
+        if rid:
+            response.headers["X-Request-Id"] = rid
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Any:

@@ -18,6 +18,7 @@ the worker calls the Cloud API and records SENT with the returned id, or FAILED.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from api.accounts import AccountCache
 from api.intake import InboxWriter
 from api.serialize import conversation_payload, iso, last_message_summary, message_payload
 from api.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
-from engine.jobs import Job, PermanentError, Priority
+from engine.jobs import Job, PermanentError, Priority, QueueClosed
 from storage import Conversation, Message
 from zapline.realtime import conversation_room, tenant_room
 
@@ -46,6 +47,7 @@ class UnknownMessage(Exception):
 class _InboxProgress:
     remaining: int
     replay: bool
+    received: float | None
 
 
 class Desk:
@@ -59,7 +61,9 @@ class Desk:
         self.accounts = AccountCache(runtime.storage)
         settings = runtime.settings
         self.cloud = CloudApiClient(
-            settings.whatsapp_api_url, version=settings.whatsapp_api_version, rate_per_second=settings.send_rate
+            settings.whatsapp_api_url,
+            version=settings.whatsapp_api_version,
+            rate_per_second=settings.send_rate,
         )
         self.intake = InboxWriter(runtime.storage)
         self._progress: dict[int, _InboxProgress] = {}
@@ -105,7 +109,9 @@ class Desk:
                 except orjson.JSONDecodeError:
                     await self.storage.inbox_mark([row.id], "failed", error="invalid JSON")
                     continue
-                await self.queue.put("inbox", (row.id, body, True), key=None, priority=Priority.MESSAGE)
+                await self.queue.put(
+                    "inbox", (row.id, body, True, None), key=None, priority=Priority.MESSAGE
+                )
                 count += 1
             after = rows[-1].id
 
@@ -113,13 +119,20 @@ class Desk:
 
     async def accept_webhook(self, raw: bytes, body: dict[str, Any]) -> int:
         """Commit ``raw`` to the inbox, queue its processing; return the inbox id."""
+        received = time.monotonic()
         inbox_id = await self.intake.commit(raw)
-        await self.queue.put("inbox", (inbox_id, body, False), priority=Priority.MESSAGE)
+        try:
+            await self.queue.put(
+                "inbox", (inbox_id, body, False, received), priority=Priority.MESSAGE
+            )
+        except QueueClosed:
+            # Draining: the row is durable and pending, so the next start processes it.
+            log.info("inbox %d stored during shutdown; it is processed at the next start", inbox_id)
         return inbox_id
 
-    async def handle_inbox(self, payload: tuple[int, dict[str, Any], bool]) -> None:
+    async def handle_inbox(self, payload: tuple[int, dict[str, Any], bool, float | None]) -> None:
         """Split one webhook into message and status jobs."""
-        inbox_id, body, replay = payload
+        inbox_id, body, replay, received = payload
         batch = parse_webhook(body)
         for reason in batch.skipped:
             log.info("inbox %d: skipped part: %s", inbox_id, reason)
@@ -127,12 +140,20 @@ class Desk:
         routable_statuses = []
         for message in batch.messages:
             if await self.accounts.get(message.phone_number_id) is None:
-                log.warning("inbox %d: unroutable message for phone_number_id %s", inbox_id, message.phone_number_id)
+                log.warning(
+                    "inbox %d: unroutable message for phone_number_id %s",
+                    inbox_id,
+                    message.phone_number_id,
+                )
             else:
                 routable_messages.append(message)
         for status in batch.statuses:
             if await self.accounts.get(status.phone_number_id) is None:
-                log.warning("inbox %d: unroutable status for phone_number_id %s", inbox_id, status.phone_number_id)
+                log.warning(
+                    "inbox %d: unroutable status for phone_number_id %s",
+                    inbox_id,
+                    status.phone_number_id,
+                )
             else:
                 routable_statuses.append(status)
         jobs = len(routable_messages) + len(routable_statuses)
@@ -140,12 +161,17 @@ class Desk:
             state = "done" if not (batch.messages or batch.statuses) else "unroutable"
             await self.storage.inbox_mark([inbox_id], state)
             return
-        self._progress[inbox_id] = _InboxProgress(jobs, replay)
+        self._progress[inbox_id] = _InboxProgress(jobs, replay, received)
         for message in routable_messages:
             key = f"c:{message.phone_number_id}:{message.wa_id}"
             await self.queue.put("inbound", (inbox_id, message), key=key, priority=Priority.MESSAGE)
         for status in routable_statuses:
-            await self.queue.put("status", (inbox_id, status), key=f"m:{status.whatsapp_message_id}", priority=Priority.STATUS)
+            await self.queue.put(
+                "status",
+                (inbox_id, status),
+                key=f"m:{status.whatsapp_message_id}",
+                priority=Priority.STATUS,
+            )
 
     def _finished(self, inbox_id: int) -> None:
         progress = self._progress.get(inbox_id)
@@ -185,11 +211,20 @@ class Desk:
         storage = self.storage
         tenant_id = account.tenant_id
         contact = await storage.upsert_contact(tenant_id, msg.wa_id, msg.contact_name)
-        conversation, created = await storage.get_or_create_conversation(tenant_id, contact.id, account.id)
+        conversation, created = await storage.get_or_create_conversation(
+            tenant_id, contact.id, account.id
+        )
         message, inserted = await storage.insert_message(
-            tenant_id=tenant_id, conversation_id=conversation.id, contact_id=contact.id, direction="inbound",
-            type=msg.type, content=msg.content, metadata=msg.metadata, status="RECEIVED",
-            timestamp=msg.timestamp, whatsapp_message_id=msg.whatsapp_message_id,
+            tenant_id=tenant_id,
+            conversation_id=conversation.id,
+            contact_id=contact.id,
+            direction="inbound",
+            type=msg.type,
+            content=msg.content,
+            metadata=msg.metadata,
+            status="RECEIVED",
+            timestamp=msg.timestamp,
+            whatsapp_message_id=msg.whatsapp_message_id,
         )
         progress = self._progress.get(inbox_id)
         replay = progress.replay if progress is not None else False
@@ -197,23 +232,37 @@ class Desk:
             await storage.touch_conversation(conversation.id, message.timestamp)
         if inserted or replay:
             if created:
-                self.engine.emit("conversation:new", {"conversation": conversation_payload(conversation)},
-                                 to=tenant_room(tenant_id))
+                self.engine.emit(
+                    "conversation:new",
+                    {"conversation": conversation_payload(conversation)},
+                    to=tenant_room(tenant_id),
+                )
             self.announce_message(conversation, message)
+            metrics = self.runtime.metrics
+            if metrics is not None and progress is not None and progress.received is not None:
+                metrics.fanout_latency.observe(time.monotonic() - progress.received)
         self._finished(inbox_id)
 
     def announce_message(self, conversation: Conversation, message: Message) -> None:
         """Emit ``message:new`` and ``conversation:updated`` to the tenant and the conversation."""
         rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
-        self.engine.emit("message:new", {
-            "conversationId": conversation.id,
-            "message": message_payload(message, conversation.contact),
-        }, to=rooms)
-        self.engine.emit("conversation:updated", {
-            "conversationId": conversation.id,
-            "lastMessage": last_message_summary(message),
-            "lastMessageAt": iso(message.timestamp),
-        }, to=rooms)
+        self.engine.emit(
+            "message:new",
+            {
+                "conversationId": conversation.id,
+                "message": message_payload(message, conversation.contact),
+            },
+            to=rooms,
+        )
+        self.engine.emit(
+            "conversation:updated",
+            {
+                "conversationId": conversation.id,
+                "lastMessage": last_message_summary(message),
+                "lastMessageAt": iso(message.timestamp),
+            },
+            to=rooms,
+        )
 
     # -- statuses ----------------------------------------------------------------------------
 
@@ -225,9 +274,12 @@ class Desk:
             raise PermanentError(f"no account for phone_number_id {status.phone_number_id}")
         error = {"errors": status.errors} if status.errors else None
         result = await self.storage.update_message_status(
-            account.tenant_id, status.whatsapp_message_id, status.status, error=error)
+            account.tenant_id, status.whatsapp_message_id, status.status, error=error
+        )
         if result is None:
-            raise UnknownMessage(f"status {status.status} for unknown message {status.whatsapp_message_id}")
+            raise UnknownMessage(
+                f"status {status.status} for unknown message {status.whatsapp_message_id}"
+            )
         message, changed = result
         if changed:
             self.announce_status(message)
@@ -235,20 +287,29 @@ class Desk:
 
     def announce_status(self, message: Message) -> None:
         """Emit ``message:status-update`` to the tenant and the conversation."""
-        self.engine.emit("message:status-update", {
-            "conversationId": message.conversation_id,
-            "messageId": message.id,
-            "whatsappMessageId": message.whatsapp_message_id,
-            "status": message.status,
-            **({"error": message.error} if message.error else {}),
-        }, to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)])
+        self.engine.emit(
+            "message:status-update",
+            {
+                "conversationId": message.conversation_id,
+                "messageId": message.id,
+                "whatsappMessageId": message.whatsapp_message_id,
+                "status": message.status,
+                **({"error": message.error} if message.error else {}),
+            },
+            to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)],
+        )
 
     # -- outbound ----------------------------------------------------------------------------
 
     async def queue_send(self, conversation: Conversation, message: Message) -> None:
         """Announce a new PENDING outbound message and queue its delivery."""
         self.announce_message(conversation, message)
-        await self.queue.put("send", (message.tenant_id, message.id), key=f"c:{conversation.id}", priority=Priority.MESSAGE)
+        await self.queue.put(
+            "send",
+            (message.tenant_id, message.id),
+            key=f"c:{conversation.id}",
+            priority=Priority.MESSAGE,
+        )
 
     async def handle_send(self, payload: tuple[str, str]) -> None:
         """Deliver one outbound message through the Cloud API."""
@@ -268,15 +329,28 @@ class Desk:
             return
         try:
             result = await self.cloud.send_message(
-                account.phone_number_id, account.access_token, conversation.contact.phone_number,
-                message.type, message.content, message.metadata)
+                account.phone_number_id,
+                account.access_token,
+                conversation.contact.phone_number,
+                message.type,
+                message.content,
+                message.metadata,
+            )
         except CloudApiError as exc:
+            self._count_send("retry" if exc.retryable else "failed")
             if exc.retryable:
                 raise
-            await self._fail_send(message, {"message": exc.message, "code": exc.code, "status": exc.status})
+            await self._fail_send(
+                message, {"message": exc.message, "code": exc.code, "status": exc.status}
+            )
             return
+        self._count_send("sent")
         sent = await storage.mark_message_sent(message.id, result.whatsapp_message_id)
         self.announce_status(sent)
+
+    def _count_send(self, result: str) -> None:
+        if self.runtime.metrics is not None:
+            self.runtime.metrics.cloud_sends.labels(result).inc()
 
     async def _fail_send(self, message: Message, error: dict[str, Any]) -> None:
         failed = await self.storage.mark_message_failed(message.id, error)
@@ -306,7 +380,9 @@ class Desk:
             record["inboxId"] = payload[0]
             await self.storage.inbox_mark([payload[0]], "failed", error=repr(exc))
         log.error("job %s dead-lettered after %d attempts: %s", job.kind, job.attempts, exc)
-        await self.storage.add_dead_letter(job.kind, orjson.loads(orjson.dumps(record, default=str)), repr(exc))
+        await self.storage.add_dead_letter(
+            job.kind, orjson.loads(orjson.dumps(record, default=str)), repr(exc)
+        )
 
 
 async def install(runtime: Runtime) -> None:

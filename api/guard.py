@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from quart import current_app, g, jsonify, request
 
 from api.context import runtime_of
+from zapline import logs
 from zapline.auth import AuthError, Claims, verify_token
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -35,10 +36,14 @@ def require_auth(fn: F) -> F:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         runtime = runtime_of(current_app)
+        token = bearer_token()
+        if token is None:
+            return error(401, "missing Authorization: Bearer <JWT> header")
         try:
-            g.claims = verify_token(runtime.settings.jwt_secret, bearer_token())
+            g.claims = verify_token(runtime.settings.jwt_secret, token)
         except AuthError as exc:
             return error(401, str(exc))
+        logs.tenant_id.set(g.claims.tenant_id)
         return await fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

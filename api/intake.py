@@ -60,7 +60,9 @@ class InboxWriter:
             raise IntakeUnavailable(str(item.error)) from item.error
         return item.inbox_id
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Write batches until cancelled."""
         self._running = True
         task_status.started()

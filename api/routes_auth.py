@@ -21,15 +21,31 @@ TOKEN_TTL = 12 * 3600
 async def login() -> Any:
     """Return ``{token, user}``; 400 on a malformed body, 401 on wrong credentials."""
     body = await request.get_json(force=True, silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("email"), str) or not isinstance(body.get("password"), str):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("email"), str)
+        or not isinstance(body.get("password"), str)
+    ):
         return error(400, "expected JSON {email, password}")
     runtime = runtime_of(current_app)
     user = await runtime.storage.authenticate(body["email"], body["password"])
     if user is None:
         log.info("failed login for %s", body["email"])
         return error(401, "invalid email or password")
-    token = issue_token(runtime.settings.jwt_secret, user_id=user.id, tenant_id=user.tenant_id, role=user.role, ttl=TOKEN_TTL)
+    token = issue_token(
+        runtime.settings.jwt_secret,
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+        role=user.role,
+        ttl=TOKEN_TTL,
+    )
     return {
         "token": token,
-        "user": {"id": user.id, "tenantId": user.tenant_id, "role": user.role, "email": user.email, "name": user.name},
+        "user": {
+            "id": user.id,
+            "tenantId": user.tenant_id,
+            "role": user.role,
+            "email": user.email,
+            "name": user.name,
+        },
     }

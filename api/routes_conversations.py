@@ -16,8 +16,19 @@ from zapline.realtime import conversation_room, tenant_room
 log = logging.getLogger("zapline.api")
 blueprint = Blueprint("conversations", __name__)
 
-MESSAGE_TYPES = ("TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "LOCATION", "STICKER", "REACTION",
-                 "CONTACTS", "INTERACTIVE", "TEMPLATE")
+MESSAGE_TYPES = (
+    "TEXT",
+    "IMAGE",
+    "VIDEO",
+    "AUDIO",
+    "DOCUMENT",
+    "LOCATION",
+    "STICKER",
+    "REACTION",
+    "CONTACTS",
+    "INTERACTIVE",
+    "TEMPLATE",
+)
 MAX_TEXT = 4096
 
 
@@ -42,8 +53,12 @@ async def list_conversations() -> Any:
     storage = runtime_of(current_app).storage
     try:
         items, cursor = await storage.list_conversations(
-            claims().tenant_id, stage=request.args.get("stage") or None,
-            assignee_id=request.args.get("assignee") or None, cursor=request.args.get("cursor") or None, limit=limit)
+            claims().tenant_id,
+            stage=request.args.get("stage") or None,
+            assignee_id=request.args.get("assignee") or None,
+            cursor=request.args.get("cursor") or None,
+            limit=limit,
+        )
     except ValueError as exc:
         return error(400, str(exc))
     return {"conversations": [conversation_payload(c) for c in items], "nextCursor": cursor}
@@ -53,7 +68,9 @@ async def list_conversations() -> Any:
 @require_auth
 async def get_conversation(conversation_id: str) -> Any:
     """One conversation card, or 404."""
-    conversation = await runtime_of(current_app).storage.get_conversation(claims().tenant_id, conversation_id)
+    conversation = await runtime_of(current_app).storage.get_conversation(
+        claims().tenant_id, conversation_id
+    )
     if conversation is None:
         return error(404, "conversation not found")
     return {"conversation": conversation_payload(conversation)}
@@ -73,10 +90,14 @@ async def list_messages(conversation_id: str) -> Any:
         return error(404, "conversation not found")
     try:
         items, cursor = await storage.list_messages(
-            tenant_id, conversation_id, before=request.args.get("before") or None, limit=limit)
+            tenant_id, conversation_id, before=request.args.get("before") or None, limit=limit
+        )
     except ValueError as exc:
         return error(400, str(exc))
-    return {"messages": [message_payload(m, conversation.contact) for m in items], "nextCursor": cursor}
+    return {
+        "messages": [message_payload(m, conversation.contact) for m in items],
+        "nextCursor": cursor,
+    }
 
 
 @blueprint.patch("/api/conversations/<conversation_id>")
@@ -100,7 +121,9 @@ async def update_conversation(conversation_id: str) -> Any:
         user = await runtime.storage.get_user(assignee)
         if user is None or user.tenant_id != tenant_id:
             return error(400, "assigneeId is not a user of this tenant")
-    conversation = await runtime.storage.update_conversation(tenant_id, conversation_id, stage=stage, assignee_id=assignee)
+    conversation = await runtime.storage.update_conversation(
+        tenant_id, conversation_id, stage=stage, assignee_id=assignee
+    )
     if conversation is None:
         return error(404, "conversation not found")
     updates: dict[str, Any] = {}
@@ -108,9 +131,15 @@ async def update_conversation(conversation_id: str) -> Any:
         updates["stage"] = conversation.stage
     if assignee is not UNSET:
         updates["assigneeId"] = conversation.assignee_id
-    runtime.engine.emit("conversation:updated", {
-        "conversationId": conversation.id, "updates": updates, "updatedAt": iso(conversation.updated_at),
-    }, to=[tenant_room(tenant_id), conversation_room(conversation.id)])
+    runtime.engine.emit(
+        "conversation:updated",
+        {
+            "conversationId": conversation.id,
+            "updates": updates,
+            "updatedAt": iso(conversation.updated_at),
+        },
+        to=[tenant_room(tenant_id), conversation_room(conversation.id)],
+    )
     return {"conversation": conversation_payload(conversation)}
 
 
@@ -141,9 +170,16 @@ async def send_message(conversation_id: str) -> Any:
 
     now = datetime.now(UTC)
     message, _ = await runtime.storage.insert_message(
-        tenant_id=tenant_id, conversation_id=conversation.id, contact_id=conversation.contact_id,
-        direction="outbound", type=kind, content=content, metadata={**metadata, "sentBy": claims().user_id},
-        status="PENDING", timestamp=now)
+        tenant_id=tenant_id,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        direction="outbound",
+        type=kind,
+        content=content,
+        metadata={**metadata, "sentBy": claims().user_id},
+        status="PENDING",
+        timestamp=now,
+    )
     await runtime.storage.touch_conversation(conversation.id, now)
     await runtime.services["desk"].queue_send(conversation, message)
     return {"message": message_payload(message, conversation.contact)}, 202

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from quart import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.context import runtime_of
 from api.guard import error
@@ -35,18 +36,27 @@ async def verify() -> Any:
 async def receive() -> Any:
     """Verify, store durably, then 200; processing continues in the workers."""
     runtime = runtime_of(current_app)
+    count = runtime.metrics.webhooks.labels
     if runtime.draining:
+        count("draining").inc()
         return error(503, "shutting down; retry later")
     desk = runtime.services["desk"]
-    raw = await request.get_data(cache=False)
+    try:
+        raw = await request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        count("too_large").inc()
+        log.warning("webhook over %d bytes refused", runtime.settings.webhook_max_bytes)
+        return error(413, f"body larger than {runtime.settings.webhook_max_bytes} bytes")
     assert isinstance(raw, bytes)
     try:
         body = orjson.loads(raw)
         numbers = phone_number_ids(body)
     except orjson.JSONDecodeError as exc:
+        count("bad_json").inc()
         log.info("webhook with malformed JSON: %s", exc)
         return error(400, f"malformed JSON: {exc}")
     except WebhookFormatError as exc:
+        count("bad_shape").inc()
         log.info("webhook with unexpected shape: %s", exc)
         return error(400, f"not a WhatsApp webhook: {exc}")
     signature = request.headers.get("X-Hub-Signature-256")
@@ -56,6 +66,7 @@ async def receive() -> Any:
             continue  # stored and logged as unroutable: Meta would retry a refusal forever
         if account.app_secret:
             if not verify_signature(raw, signature, account.app_secret):
+                count("bad_signature").inc()
                 log.warning("webhook for %s with a bad or missing signature", number)
                 return error(401, "invalid X-Hub-Signature-256")
         elif signature is None:
@@ -63,6 +74,8 @@ async def receive() -> Any:
     try:
         inbox_id = await desk.accept_webhook(raw, body)
     except IntakeUnavailable as exc:
+        count("unavailable").inc()
         log.error("webhook refused, storage unavailable: %s", exc)
         return error(503, "storage unavailable; retry later")
+    count("ok").inc()
     return {"status": "ok", "inboxId": inbox_id}

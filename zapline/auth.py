@@ -25,7 +25,9 @@ class Claims:
     expires_at: int
 
 
-def issue_token(secret: str, *, user_id: str, tenant_id: str, role: str = "agent", ttl: int = 3600) -> str:
+def issue_token(
+    secret: str, *, user_id: str, tenant_id: str, role: str = "agent", ttl: int = 3600
+) -> str:
     """Return a signed token for ``user_id`` in ``tenant_id`` valid for ``ttl`` seconds."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -39,7 +41,9 @@ def verify_token(secret: str, token: Any) -> Claims:
     if not token or not isinstance(token, str):
         raise AuthError("Authentication error: no token (pass auth: {token: '<JWT>'})")
     try:
-        payload = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+        payload = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+        )
     except jwt.ExpiredSignatureError:
         raise AuthError("Authentication error: token expired") from None
     except jwt.InvalidSignatureError:
@@ -52,4 +56,6 @@ def verify_token(secret: str, token: Any) -> Claims:
         raise AuthError("Authentication error: token has no tenantId claim")
     if role not in ROLES:
         raise AuthError(f"Authentication error: unknown role {role!r}")
-    return Claims(user_id=str(payload["sub"]), tenant_id=tenant, role=role, expires_at=int(payload["exp"]))
+    return Claims(
+        user_id=str(payload["sub"]), tenant_id=tenant, role=role, expires_at=int(payload["exp"])
+    )

@@ -75,7 +75,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from zapline.auth import issue_token
 
-    print(issue_token(settings.jwt_secret, user_id=args.user, tenant_id=args.tenant, role=args.role, ttl=args.ttl))
+    print(
+        issue_token(
+            settings.jwt_secret,
+            user_id=args.user,
+            tenant_id=args.tenant,
+            role=args.role,
+            ttl=args.ttl,
+        )
+    )
     return 0
 
 
@@ -107,7 +115,9 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
 
         transports = ["websocket"] if args.websocket_only else None
         try:
-            await client.connect(args.url, auth={"token": args.token}, transports=transports, wait_timeout=10)
+            await client.connect(
+                args.url, auth={"token": args.token}, transports=transports, wait_timeout=10
+            )
         except socketio.exceptions.ConnectionError as exc:
             sys.stderr.write(f"zapline: could not connect: {exc}\n")
             return 1
@@ -143,7 +153,9 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         return list(await storage.migrate())
 
     applied = _with_storage(settings, go, migrate=False)
-    _print_json({"database": settings.describe_database(), "applied": applied, "status": "up to date"})
+    _print_json(
+        {"database": settings.describe_database(), "applied": applied, "status": "up to date"}
+    )
     return 0
 
 
@@ -156,7 +168,9 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
     async def go(storage: Any) -> Any:
         if await storage.get_tenant(args.tenant) is None:
             raise LookupError(f"no tenant {args.tenant!r}")
-        return await storage.create_user(args.tenant, args.email, args.password, role=args.role, name=args.name)
+        return await storage.create_user(
+            args.tenant, args.email, args.password, role=args.role, name=args.name
+        )
 
     _print_json(_with_storage(settings, go))
     return 0
@@ -167,11 +181,17 @@ def cmd_account_add(args: argparse.Namespace, settings: Settings) -> int:
         if await storage.get_tenant(args.tenant) is None:
             raise LookupError(f"no tenant {args.tenant!r}")
         account = await storage.add_account(
-            args.tenant, args.phone_number_id, verify_token=args.verify_token,
-            app_secret=args.app_secret, access_token=args.access_token,
+            args.tenant,
+            args.phone_number_id,
+            verify_token=args.verify_token,
+            app_secret=args.app_secret,
+            access_token=args.access_token,
         )
-        return {**asdict(account), "app_secret": "***" if account.app_secret else None,
-                "access_token": "***" if account.access_token else None}
+        return {
+            **asdict(account),
+            "app_secret": "***" if account.app_secret else None,
+            "access_token": "***" if account.access_token else None,
+        }
 
     _print_json(_with_storage(settings, go))
     return 0
@@ -184,10 +204,19 @@ def cmd_fake_whatsapp(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            port = await tg.start(lambda task_status: serve_fake(
-                args.host, args.port, webhook_url=args.webhook_url, app_secret=args.app_secret, task_status=task_status))
-            sys.stderr.write(f"fake WhatsApp Cloud API on http://{args.host}:{port} "
-                             f"(status webhooks -> {args.webhook_url or 'off'})\n")
+            port = await tg.start(
+                lambda task_status: serve_fake(
+                    args.host,
+                    args.port,
+                    webhook_url=args.webhook_url,
+                    app_secret=args.app_secret,
+                    task_status=task_status,
+                )
+            )
+            sys.stderr.write(
+                f"fake WhatsApp Cloud API on http://{args.host}:{port} "
+                f"(status webhooks -> {args.webhook_url or 'off'})\n"
+            )
 
     try:
         _run_async(main())
@@ -201,16 +230,23 @@ def cmd_fake_whatsapp(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``zapline`` command."""
-    parser = argparse.ArgumentParser(prog="zapline", description="Realtime core for WhatsApp customer-service desks.")
+    parser = argparse.ArgumentParser(
+        prog="zapline", description="Realtime core for WhatsApp customer-service desks."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the API and the Socket.IO listener")
     p.add_argument("--host", help="interface to bind (ZAPLINE_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="API port (ZAPLINE_PORT, default 3333)")
-    p.add_argument("--socket-port", type=int, help="Socket.IO port (ZAPLINE_SOCKET_PORT, default 3334)")
+    p.add_argument(
+        "--socket-port", type=int, help="Socket.IO port (ZAPLINE_SOCKET_PORT, default 3334)"
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--conformance", action="store_true",
-                   help="serve the socket.io/engine.io protocol test-suite profile on port 3000")
+    p.add_argument(
+        "--conformance",
+        action="store_true",
+        help="serve the socket.io/engine.io protocol test-suite profile on port 3000",
+    )
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("token", help="print a JWT signed with JWT_SECRET")
@@ -235,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.set_defaults(fn=cmd_tenant_create)
 
-    user = sub.add_parser("user", help="users (agents, admins)").add_subparsers(dest="action", required=True)
+    user = sub.add_parser("user", help="users (agents, admins)").add_subparsers(
+        dest="action", required=True
+    )
     p = user.add_parser("create")
     p.add_argument("--tenant", required=True)
     p.add_argument("--email", required=True)
@@ -244,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", default="agent", choices=["admin", "agent", "ops"])
     p.set_defaults(fn=cmd_user_create)
 
-    account = sub.add_parser("account", help="WhatsApp numbers").add_subparsers(dest="action", required=True)
+    account = sub.add_parser("account", help="WhatsApp numbers").add_subparsers(
+        dest="action", required=True
+    )
     p = account.add_parser("add")
     p.add_argument("--tenant", required=True)
     p.add_argument("--phone-number-id", required=True)

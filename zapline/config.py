@@ -134,11 +134,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
                 "(e.g. `export JWT_SECRET=$(python -c 'import secrets;print(secrets.token_urlsafe(48))')`), "
                 "or run with ZAPLINE_ENV=dev to use the development secret."
             )
-    origins = tuple(o.strip() for o in _get(env, "ZAPLINE_CORS_ORIGINS", "").split(",") if o.strip())
+    origins = tuple(
+        o.strip() for o in _get(env, "ZAPLINE_CORS_ORIGINS", "").split(",") if o.strip()
+    )
     database = env.get("ZAPLINE_DATABASE_URL") or env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     log_level = _get(env, "ZAPLINE_LOG_LEVEL", "info").lower()
     if log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"ZAPLINE_LOG_LEVEL must be debug, info, warning or error, got {log_level!r}")
+        raise ConfigError(
+            f"ZAPLINE_LOG_LEVEL must be debug, info, warning or error, got {log_level!r}"
+        )
     return Settings(
         env=profile,
         host=_get(env, "ZAPLINE_HOST", "127.0.0.1"),
@@ -159,7 +163,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         webhook_max_bytes=_int(env, "ZAPLINE_WEBHOOK_MAX_BYTES", 1 << 20),
         workers=_int(env, "ZAPLINE_WORKERS", 4),
         queue_size=_int(env, "ZAPLINE_QUEUE_SIZE", 10_000),
-        whatsapp_api_url=_get(env, "ZAPLINE_WHATSAPP_API_URL", "https://graph.facebook.com").rstrip("/"),
+        whatsapp_api_url=_get(env, "ZAPLINE_WHATSAPP_API_URL", "https://graph.facebook.com").rstrip(
+            "/"
+        ),
         whatsapp_api_version=_get(env, "ZAPLINE_WHATSAPP_API_VERSION", "v21.0"),
         send_rate=_float(env, "ZAPLINE_SEND_RATE", 80.0),
         metrics_token=env.get("ZAPLINE_METRICS_TOKEN") or None,

@@ -22,16 +22,28 @@ async def seed_demo(storage: Storage, settings: Settings) -> tuple[User, str]:
     account = await storage.get_account(DEMO_PHONE_NUMBER_ID)
     if account is None:
         tenant = await storage.create_tenant("Demo")
-        account = await storage.add_account(tenant.id, DEMO_PHONE_NUMBER_ID, verify_token=DEMO_VERIFY_TOKEN)
+        account = await storage.add_account(
+            tenant.id, DEMO_PHONE_NUMBER_ID, verify_token=DEMO_VERIFY_TOKEN
+        )
         log.info("seeded demo tenant %s with number %s", tenant.id, DEMO_PHONE_NUMBER_ID)
     try:
-        user = await storage.create_user(account.tenant_id, DEMO_EMAIL, DEMO_PASSWORD, role="agent", name="Demo Agent")
+        user = await storage.create_user(
+            account.tenant_id, DEMO_EMAIL, DEMO_PASSWORD, role="agent", name="Demo Agent"
+        )
     except Conflict:
         found = await storage.authenticate(DEMO_EMAIL, DEMO_PASSWORD)
         if found is None:
-            raise RuntimeError(f"{DEMO_EMAIL} exists with another password; remove it or the database") from None
+            raise RuntimeError(
+                f"{DEMO_EMAIL} exists with another password; remove it or the database"
+            ) from None
         user = found
-    token = issue_token(settings.jwt_secret, user_id=user.id, tenant_id=user.tenant_id, role=user.role, ttl=12 * 3600)
+    token = issue_token(
+        settings.jwt_secret,
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+        role=user.role,
+        ttl=12 * 3600,
+    )
     return user, token
 
 

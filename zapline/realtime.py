@@ -35,7 +35,9 @@ def conversation_room(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
 
 
-def attach_realtime(server: SocketServer, jwt_secret: str, conversation_exists: ConversationCheck | None) -> None:
+def attach_realtime(
+    server: SocketServer, jwt_secret: str, conversation_exists: ConversationCheck | None
+) -> None:
     """Register the contract's handlers on ``server``."""
 
     @server.on_connect("/")
@@ -56,7 +58,9 @@ def attach_realtime(server: SocketServer, jwt_secret: str, conversation_exists: 
             conversation_id = conversation_id.get("conversationId") or conversation_id.get("id")
         if not isinstance(conversation_id, str) or not conversation_id:
             return {"ok": False, "error": "conversation id required"}
-        if conversation_exists is not None and not await conversation_exists(socket.data["tenantId"], conversation_id):
+        if conversation_exists is not None and not await conversation_exists(
+            socket.data["tenantId"], conversation_id
+        ):
             log.info("socket %s denied conversation %s", socket.id, conversation_id)
             return {"ok": False, "error": "conversation not found"}
         return conversation_id

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from api.metrics import Metrics
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
 from storage import Storage, open_storage
@@ -40,6 +41,7 @@ class Runtime:
     draining: bool = False
     started_at: float = field(default_factory=time.time)
     services: dict[str, Any] = field(default_factory=dict)
+    metrics: Any = None
 
     async def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
         """True if ``conversation_id`` belongs to ``tenant_id``."""
@@ -62,8 +64,8 @@ class Runtime:
         }
 
 
-async def _wait_port(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_port(host: str, port: int, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     while True:
         try:
@@ -110,8 +112,20 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             if desk is not None:
                 await desk.on_dead_letter(job, exc)
 
-        queue = PriorityJobQueue(max_size=settings.queue_size, workers=settings.workers, on_dead_letter=dead_letter)
-        runtime = Runtime(settings=settings, storage=storage, engine=engine, queue=queue, services=services)
+        def job_done(job: Any, seconds: float) -> None:
+            if runtime.metrics is not None:
+                runtime.metrics.job_duration.labels(job.priority.name.lower()).observe(seconds)
+
+        queue = PriorityJobQueue(
+            max_size=settings.queue_size,
+            workers=settings.workers,
+            on_dead_letter=dead_letter,
+            on_done=job_done,
+        )
+        runtime = Runtime(
+            settings=settings, storage=storage, engine=engine, queue=queue, services=services
+        )
+        runtime.metrics = Metrics(runtime)
         attach_realtime(engine, settings.jwt_secret, runtime.conversation_exists)
         if settings.demo:
             from zapline.demo import seed_demo
@@ -166,7 +180,10 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         runtime.draining = True
         drained = await runtime.queue.drain(settings.drain_timeout)
         if not drained:
-            log.warning("queues not drained in %.0f s; pending inbox rows are replayed at next start", settings.drain_timeout)
+            log.warning(
+                "queues not drained in %.0f s; pending inbox rows are replayed at next start",
+                settings.drain_timeout,
+            )
         for service in list(runtime.services.values()):
             if hasattr(service, "aclose"):
                 await service.aclose()

@@ -1,0 +1,141 @@
+"""Prometheus metrics through prometheus_client, one registry per process runtime.
+
+Hot-path numbers (connections, deliveries, emits, queue depth) are not counted twice: the
+engine and the queue keep plain integers, and a collector reads them at scrape time. Only what
+has no home elsewhere (webhook results, latencies, Cloud API results) is a prometheus_client
+metric updated inline. Labels are bounded: no tenant, socket or message ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from zapline.runtime import Runtime
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _RuntimeCollector(Collector):
+    """Reads the engine's and the queue's counters when Prometheus scrapes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.inbox_counts: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._runtime.engine
+        stats = engine.stats
+        by_transport = GaugeMetricFamily(
+            "zapline_connections", "Open Engine.IO sessions by transport", labels=["transport"]
+        )
+        counts = {"websocket": 0, "polling": 0}
+        for session in engine.sessions.values():
+            counts[session.transport] += 1
+        for transport, n in counts.items():
+            by_transport.add_metric([transport], n)
+        yield by_transport
+        yield GaugeMetricFamily(
+            "zapline_sockets",
+            "Connected Socket.IO sockets (all namespaces)",
+            value=len(engine.sockets),
+        )
+        yield CounterMetricFamily(
+            "zapline_connects", "Accepted Socket.IO connects", value=stats.connects
+        )
+        yield CounterMetricFamily(
+            "zapline_connect_errors", "Refused Socket.IO connects", value=stats.connect_errors
+        )
+        disconnects = CounterMetricFamily(
+            "zapline_disconnects", "Socket disconnects by reason", labels=["reason"]
+        )
+        for reason, n in sorted(stats.disconnects.items()):
+            disconnects.add_metric([reason], n)
+        yield disconnects
+        emitted = CounterMetricFamily(
+            "zapline_events_emitted", "Server emits by event name", labels=["event"]
+        )
+        for name, n in sorted(stats.emitted.items()):
+            emitted.add_metric([name], n)
+        yield emitted
+        yield CounterMetricFamily(
+            "zapline_deliveries", "Packets written to sockets by emits", value=stats.deliveries
+        )
+        yield CounterMetricFamily(
+            "zapline_events_received", "Events received from clients", value=stats.received_events
+        )
+        yield CounterMetricFamily(
+            "zapline_slow_consumer_disconnects",
+            "Connections closed for falling behind",
+            value=stats.slow_consumers,
+        )
+        yield CounterMetricFamily(
+            "zapline_outbox_drops",
+            "Writes refused by a full or closed outbox",
+            value=getattr(stats, "outbox_drops", 0),
+        )
+        queue = self._runtime.queue.statistics()
+        depth = GaugeMetricFamily(
+            "zapline_queue_depth", "Queued jobs by priority", labels=["priority"]
+        )
+        for priority, n in queue.depth.items():
+            depth.add_metric([priority.lower()], n)
+        yield depth
+        yield GaugeMetricFamily("zapline_jobs_running", "Jobs running now", value=queue.running)
+        yield GaugeMetricFamily(
+            "zapline_jobs_waiting_retry", "Jobs waiting for a retry", value=queue.waiting_retry
+        )
+        yield CounterMetricFamily("zapline_job_retries", "Job retries", value=queue.retried)
+        yield CounterMetricFamily(
+            "zapline_dead_letters", "Jobs moved to dead letters", value=queue.dead
+        )
+        inbox = GaugeMetricFamily("zapline_inbox", "Inbox rows by state", labels=["state"])
+        for state, n in sorted(self.inbox_counts.items()):
+            inbox.add_metric([state], n)
+        yield inbox
+        yield GaugeMetricFamily(
+            "zapline_draining", "1 while shutting down", value=1 if self._runtime.draining else 0
+        )
+
+
+class Metrics:
+    """The process's metrics; ``render()`` gives the text exposition format."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._collector = _RuntimeCollector(runtime)
+        self._runtime = runtime
+        self.registry.register(self._collector)
+        r = self.registry
+        self.webhooks = Counter(
+            "zapline_webhook_posts", "Webhook posts by result", ["result"], registry=r
+        )
+        self.fanout_latency = Histogram(
+            "zapline_fanout_latency_seconds",
+            "From webhook receipt to the last socket write of its message:new",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "zapline_job_duration_seconds",
+            "Job handler time by priority",
+            ["priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cloud_sends = Counter(
+            "zapline_cloud_api_sends", "Cloud API send attempts by result", ["result"], registry=r
+        )
+
+    async def render(self) -> bytes:
+        """Refresh the values that need I/O (inbox backlog) and return the exposition text."""
+        try:
+            self._collector.inbox_counts = await self._runtime.storage.inbox_counts()
+        except Exception:
+            self._collector.inbox_counts = {}
+        return generate_latest(self.registry)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from zapline.config import DEV_JWT_SECRET, ConfigError, load_settings
+
+
+def test_defaults_in_dev() -> None:
+    s = load_settings({"ZAPLINE_ENV": "dev"})
+    assert (s.port, s.socket_port, s.host) == (3333, 3334, "127.0.0.1")
+    assert s.database_url == "sqlite:///./zapline.db"
+    assert s.jwt_secret == DEV_JWT_SECRET
+    assert s.demo is True and s.log_format == "text"
+    assert s.socket_url() == "http://127.0.0.1:3334"
+
+
+def test_prod_refuses_to_start_without_secret() -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET is not set"):
+        load_settings({})
+    assert load_settings({}, require_secret=False).jwt_secret == ""
+
+
+def test_database_url_precedence_and_redaction() -> None:
+    env = {
+        "JWT_SECRET": "s",
+        "DATABASE_URL": "postgresql://a:pw@h/db",
+        "ZAPLINE_DATABASE_URL": "sqlite:///x.db",
+    }
+    assert load_settings(env).database_url == "sqlite:///x.db"
+    s = load_settings({"JWT_SECRET": "s", "DATABASE_URL": "postgresql://bob:secret@db:5432/z"})
+    assert "secret" not in s.describe_database() and "bob" in s.describe_database()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ZAPLINE_PORT", "eighty"),
+        ("ZAPLINE_PING_INTERVAL", "soon"),
+        ("ZAPLINE_WS_COMPRESSION", "maybe"),
+        ("ZAPLINE_ENV", "staging"),
+        ("ZAPLINE_LOG_LEVEL", "loud"),
+    ],
+)
+def test_malformed_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"JWT_SECRET": "s", name: value})
+
+
+def test_engine_options_follow_settings() -> None:
+    s = load_settings(
+        {
+            "JWT_SECRET": "s",
+            "ZAPLINE_PING_INTERVAL": "5",
+            "ZAPLINE_WS_COMPRESSION": "1",
+            "ZAPLINE_CORS_ORIGINS": "http://a, http://b",
+        }
+    )
+    opts = s.engine_options()
+    assert opts.ping_interval == 5.0 and opts.compression is True
+    assert opts.cors_origins == ("http://a", "http://b")
+
+
+def test_public_socket_url_override() -> None:
+    s = load_settings({"JWT_SECRET": "s", "ZAPLINE_PUBLIC_SOCKET_URL": "https://desk.example"})
+    assert s.socket_url() == "https://desk.example"
