@@ -85,6 +85,13 @@ class Settings:
         """True in the development profile (``ZAPLINE_ENV=dev``)."""
         return self.env == "dev"
 
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Browser origins allowed to long-poll: ``ZAPLINE_CORS_ORIGINS``, else the API's own."""
+        if self.cors_origins:
+            return self.cors_origins
+        hosts = {"127.0.0.1", "localhost"} if self.host in ("127.0.0.1", "0.0.0.0", "::", "") else {self.host}
+        return tuple(sorted(f"http://{h}:{self.port}" for h in hosts))
+
     def engine_options(self) -> EngineOptions:
         """The Socket.IO engine's options derived from these settings."""
         return EngineOptions(
@@ -92,7 +99,7 @@ class Settings:
             ping_timeout=self.ping_timeout,
             max_payload=self.max_payload,
             outbox_limit=self.outbox_limit,
-            cors_origins=self.cors_origins,
+            cors_origins=self.allowed_origins(),
             compression=self.ws_compression,
         )
 

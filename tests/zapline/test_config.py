@@ -63,3 +63,10 @@ def test_engine_options_follow_settings() -> None:
 def test_public_socket_url_override() -> None:
     s = load_settings({"JWT_SECRET": "s", "ZAPLINE_PUBLIC_SOCKET_URL": "https://desk.example"})
     assert s.socket_url() == "https://desk.example"
+
+
+def test_cors_defaults_to_the_api_origin() -> None:
+    s = load_settings({"JWT_SECRET": "s", "ZAPLINE_PORT": "4000"})
+    assert s.engine_options().cors_origins == ("http://127.0.0.1:4000", "http://localhost:4000")
+    star = load_settings({"JWT_SECRET": "s", "ZAPLINE_CORS_ORIGINS": "*"})
+    assert star.engine_options().cors_origins == ("*",)
