@@ -1,0 +1,158 @@
+"""``python -m bench <scenario>``: start the server(s), run the scenario, print and record it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench._procs import ProcessSet, pin_load_generator, pinning
+from bench._report import DEFAULT_RESULTS, append_result, ratio_table, write_reports
+from bench._scenarios import SATURATE_RATES, SCENARIOS, Options
+from bench._targets import Target, external_target, start_baseline, start_zapline
+
+_SUMMARY_KEYS = (
+    "clients", "tenants", "rate", "connected", "connect_failures", "delivered", "expected",
+    "lost", "duplicates", "misrouted", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+    "deliveries_per_s", "server_cpu_pct", "server_rss_mb", "loadgen_cpu_pct", "connects_per_s",
+    "handshake_p50_ms", "handshake_p99_ms", "rss_kb_per_conn", "server_rss_mb_connected",
+    "server_cpu_pct_connect", "loadgen_cpu_pct_connect", "max_rate_held",
+    "all_received_p50_ms", "all_received_p99_ms", "post_failed", "disconnects", "passed",
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m bench``."""
+    p = argparse.ArgumentParser(prog="python -m bench", description="Zapline load harness.")
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--clients", type=int, help="Socket.IO clients (scenario default)")
+    p.add_argument("--tenants", type=int, help="tenants the clients are spread over")
+    p.add_argument("--rate", type=float, help="webhooks per second")
+    p.add_argument("--duration", type=float, help="seconds of sending per phase")
+    p.add_argument("--rates", help="saturate: comma-separated rates to climb "
+                   f"(default {','.join(map(str, SATURATE_RATES))})")  # fmt: skip
+    p.add_argument("--messages", type=int, default=20, help="broadcast: messages to send")
+    p.add_argument("--contacts", type=int, default=10, help="contacts (conversations) per tenant")
+    p.add_argument("--connections", type=int, default=8, help="keep-alive connections for POSTs")
+    p.add_argument("--target", choices=("zapline", "baseline"), default="zapline")
+    p.add_argument("--baseline", choices=("python-socketio",),
+                   help="also run the baseline in the same run and print Zapline/baseline ratios")  # fmt: skip
+    p.add_argument("--api-url", help="use a running server's API at this URL (no server started)")
+    p.add_argument("--socket-url", help="the running server's Socket.IO URL (default: --api-url)")
+    p.add_argument("--tenants-file", help='running server: JSON [{"id", "phoneNumberId"}, ...]')
+    p.add_argument("--server-pid", type=int, help="running server: pid to read CPU/RSS from")
+    p.add_argument(
+        "--workdir", type=Path, help="keep server logs and database here (default: temp)"
+    )
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSONL file to append to")
+    return p
+
+
+def _options(args: argparse.Namespace) -> Options:
+    opts = Options(
+        clients=args.clients, tenants=args.tenants, rate=args.rate, duration=args.duration,
+        messages=args.messages, contacts=args.contacts, connections=args.connections,
+    )  # fmt: skip
+    if args.rates:
+        opts.rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    return opts
+
+
+def _run_async(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def run_target(name: str, args: argparse.Namespace, opts: Options) -> dict[str, Any]:
+    """Start target ``name`` (or use the running one), run the scenario; returns its result.
+
+    Every process started here is stopped before this returns or raises. Raises RuntimeError
+    when a server does not start.
+    """
+    tenants = 1 if args.scenario == "broadcast" else max(1, args.tenants or 10)
+    with ProcessSet() as procs, tempfile.TemporaryDirectory(prefix="zapline-bench-") as tmp_dir:
+        tmp = tmp_dir
+        if args.workdir is not None:
+            tmp = str(args.workdir / f"{name}-{int(time.time())}")
+            os.makedirs(tmp)
+        target: Target
+        if args.api_url and name != "baseline":
+            target = external_target(args.api_url, args.socket_url or args.api_url, tenants,
+                                     args.tenants_file, args.server_pid)  # fmt: skip
+        elif name == "baseline":
+            target = start_baseline(procs, Path(tmp), tenants)
+        else:
+            target = start_zapline(procs, Path(tmp), tenants)
+        print(f"# {args.scenario} on {target.name}: api {target.api_url}, socket "
+              f"{target.socket_url}, server pid {target.pid}", file=sys.stderr, flush=True)  # fmt: skip
+        fig = _run_async(SCENARIOS[args.scenario](target, opts))
+    head = {
+        "scenario": args.scenario,
+        "target": target.name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cores": os.cpu_count(),
+        "pinned": pinning(),
+        "python": platform.python_version(),
+    }
+    return {**head, **fig}
+
+
+def _summary(result: dict[str, Any]) -> str:
+    parts = [f"{k}={result[k]}" for k in _SUMMARY_KEYS if result.get(k) is not None]
+    return f"{result['scenario']} [{result['target']}] " + " ".join(parts)
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds through ProcessSet, which stops the servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m bench``; returns the exit status (1: the ci gate failed, 2: error)."""
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    pin_load_generator()
+    opts = _options(args)
+    names = [args.target]
+    if args.baseline and args.target != "baseline":
+        names.append("baseline")
+    results: list[dict[str, Any]] = []
+    try:
+        for name in names:
+            result = run_target(name, args, opts)
+            append_result(args.results, result)
+            results.append(result)
+            print(_summary(result), flush=True)
+    except RuntimeError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    if len(results) == 2:
+        print(ratio_table(results[0], results[1]))
+    try:
+        for path in write_reports(args.results):
+            print(f"# wrote {path}", file=sys.stderr)
+    except OSError as exc:
+        print(f"bench: could not write reports: {exc}", file=sys.stderr)
+    for result in reversed(results):  # the primary target's JSON is the last line
+        if args.scenario != "ci":
+            print(json.dumps(result, separators=(",", ":")), flush=True)
+    if args.scenario == "ci":
+        failures = results[0].get("gate_failures") or []
+        print("ci gate: " + ("PASSED" if not failures else "FAILED: " + "; ".join(failures)))
+        print(json.dumps(results[0], separators=(",", ":")), flush=True)
+        return 1 if failures else 0
+    return 0

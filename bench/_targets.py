@@ -1,0 +1,164 @@
+"""Targets: the servers under test (Zapline, the python-socketio baseline, or one already
+running), started on free loopback ports with what a client needs to use them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+
+from bench._procs import ProcessSet, ProcSample, free_port, sample_tree, wait_ready
+
+
+@dataclass
+class Target:
+    """A server under test and what a client needs to use it."""
+
+    name: str
+    api_url: str
+    socket_url: str
+    jwt_secret: str
+    tenant_ids: list[str]
+    phone_number_ids: list[str]
+    pid: int | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def token(self, tenant: int, user: int) -> str:
+        """Return an agent JWT for tenant index ``tenant``, valid one hour."""
+        claims = {
+            "sub": f"bench-user-{user}",
+            "tenantId": self.tenant_ids[tenant],
+            "role": "agent",
+            "exp": int(time.time()) + 3600,
+        }
+        return jwt.encode(claims, self.jwt_secret, algorithm="HS256")
+
+    def sample(self) -> ProcSample | None:
+        """Return a /proc sample of the server, None when its pid is unknown."""
+        return None if self.pid is None else sample_tree(self.pid)
+
+
+def _pnid(t: int) -> str:
+    return f"1{t:014d}"
+
+
+def start_baseline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
+    """Start the python-socketio baseline with ``tenants`` tenants; returns its Target.
+
+    Raises RuntimeError if it does not become ready.
+    """
+    secret = uuid.uuid4().hex
+    tenant_ids = [str(uuid.uuid4()) for _ in range(tenants)]
+    pnids = [_pnid(t) for t in range(tenants)]
+    map_file = workdir / "baseline-tenants.json"
+    map_file.write_text(json.dumps(dict(zip(pnids, tenant_ids, strict=True))))
+    port = free_port()
+    env = {**os.environ, "JWT_SECRET": secret, "BENCH_TENANT_MAP": str(map_file)}
+    log = workdir / "baseline.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.baselines.psio_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = procs.start(argv, env, log, pin=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, log)
+    return Target("baseline", url, url, secret, tenant_ids, pnids, proc.pid, {"log": str(log)})
+
+
+def zapline_env(workdir: Path, secret: str) -> dict[str, str]:
+    """Return the environment a harness-started Zapline (server and admin CLI) runs with."""
+    return {
+        **os.environ,
+        "ZAPLINE_ENV": "dev",
+        "JWT_SECRET": secret,
+        "ZAPLINE_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+    }
+
+
+def create_tenants(env: dict[str, str], tenants: int, log: Path) -> tuple[list[str], list[str]]:
+    """Create ``tenants`` tenants with one WhatsApp account each via the admin CLI.
+
+    Returns (tenant ids, phone_number_ids). Raises RuntimeError when the CLI fails or
+    prints no JSON object with an "id".
+    """
+    ids: list[str] = []
+    pnids: list[str] = []
+    cli = [sys.executable, "-m", "zapline"]
+    for t in range(tenants):
+        out = _run(cli + ["tenant", "create", "--name", f"bench-{t}"], env, log)
+        obj = next(
+            (json.loads(ln) for ln in reversed(out.splitlines()) if ln.startswith("{")), None
+        )
+        if not isinstance(obj, dict) or "id" not in obj:
+            raise RuntimeError(f"`zapline tenant create` printed no JSON with an id:\n{out}")
+        ids.append(str(obj["id"]))
+        pnids.append(_pnid(t))
+        _run(
+            cli + ["account", "add", "--tenant", ids[-1], "--phone-number-id", pnids[-1]], env, log
+        )
+    return ids, pnids
+
+
+def _run(argv: list[str], env: dict[str, str], log: Path) -> str:
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(argv)}\n{r.stdout}{r.stderr}")
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[2:])} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def start_zapline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
+    """Start ``python -m zapline serve`` on a fresh SQLite file and create tenants; returns it.
+
+    Raises RuntimeError if it does not become ready or the admin CLI fails.
+    """
+    secret = uuid.uuid4().hex
+    env = zapline_env(workdir, secret)
+    api_port, sock_port = free_port(), free_port()
+    log = workdir / "zapline.log"
+    argv = [sys.executable, "-m", "zapline", "serve", "--host", "127.0.0.1",
+            "--port", str(api_port), "--socket-port", str(sock_port)]  # fmt: skip
+    proc = procs.start(argv, env, log, pin=True)
+    api = f"http://127.0.0.1:{api_port}"
+    wait_ready(api, proc, log)
+    tenant_ids, pnids = create_tenants(env, tenants, workdir / "cli.log")
+    sock = f"http://127.0.0.1:{sock_port}"
+    return Target("zapline", api, sock, secret, tenant_ids, pnids, proc.pid, {"log": str(log)})
+
+
+def external_target(
+    api_url: str, socket_url: str, tenants: int, tenants_file: str | None, server_pid: int | None
+) -> Target:
+    """Describe a server that is already running; returns its Target.
+
+    The JWT secret comes from env JWT_SECRET. Tenants come from ``tenants_file`` (JSON list of
+    {"id", "phoneNumberId"}) or else are created with the admin CLI in this environment.
+    Raises RuntimeError without JWT_SECRET, or when the file has fewer than ``tenants``.
+    """
+    secret = os.environ.get("JWT_SECRET")
+    if not secret:
+        raise RuntimeError("set JWT_SECRET to the running server's secret")
+    if tenants_file:
+        rows = json.loads(Path(tenants_file).read_text())[:tenants]
+        if len(rows) < tenants:
+            raise RuntimeError(f"{tenants_file} lists {len(rows)} tenants, {tenants} needed")
+        ids, pnids = [str(r["id"]) for r in rows], [str(r["phoneNumberId"]) for r in rows]
+    else:
+        ids, pnids = create_tenants(dict(os.environ), tenants, Path(os.devnull))
+    return Target(
+        "external", api_url.rstrip("/"), socket_url.rstrip("/"), secret, ids, pnids, server_pid
+    )
