@@ -208,36 +208,19 @@ class Desk:
         account = await self.accounts.get(msg.phone_number_id)
         if account is None:
             raise PermanentError(f"no account for phone_number_id {msg.phone_number_id}")
-        storage = self.storage
-        tenant_id = account.tenant_id
-        contact = await storage.upsert_contact(tenant_id, msg.wa_id, msg.contact_name)
-        conversation, created = await storage.get_or_create_conversation(
-            tenant_id, contact.id, account.id
-        )
-        message, inserted = await storage.insert_message(
-            tenant_id=tenant_id,
-            conversation_id=conversation.id,
-            contact_id=contact.id,
-            direction="inbound",
-            type=msg.type,
-            content=msg.content,
-            metadata=msg.metadata,
-            status="RECEIVED",
-            timestamp=msg.timestamp,
-            whatsapp_message_id=msg.whatsapp_message_id,
+        result = await self.storage.record_inbound(
+            tenant_id=account.tenant_id, account_id=account.id, phone_number=msg.wa_id,
+            contact_name=msg.contact_name, whatsapp_message_id=msg.whatsapp_message_id, type=msg.type,
+            content=msg.content, metadata=msg.metadata, timestamp=msg.timestamp,
         )
         progress = self._progress.get(inbox_id)
         replay = progress.replay if progress is not None else False
-        if inserted:
-            await storage.touch_conversation(conversation.id, message.timestamp)
-        if inserted or replay:
-            if created:
-                self.engine.emit(
-                    "conversation:new",
-                    {"conversation": conversation_payload(conversation)},
-                    to=tenant_room(tenant_id),
-                )
-            self.announce_message(conversation, message)
+        if result.message_created or replay:
+            conversation = result.conversation
+            if result.conversation_created:
+                self.engine.emit("conversation:new", {"conversation": conversation_payload(conversation)},
+                                 to=tenant_room(conversation.tenant_id))
+            self.announce_message(conversation, result.message)
             metrics = self.runtime.metrics
             if metrics is not None and progress is not None and progress.received is not None:
                 metrics.fanout_latency.observe(time.monotonic() - progress.received)

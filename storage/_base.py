@@ -9,6 +9,12 @@ argument outside the documented vocabulary (role, status, state, limit, cursor).
 
 The shared contract tests in ``tests/storage/test_contract.py`` are the executable form of
 this page; an implementation is done when they pass on it.
+
+Durability: a write that has returned survives a crash of the process. Only
+:meth:`Storage.inbox_append` also promises to survive an OS crash or power loss; other writes
+may lose their newest transactions then (SQLite commits them without an fsync), but never
+out of order: what survives is a prefix of the commits, so a derived write is lost only
+together with the ``inbox_mark`` that follows it, and the inbox replay redoes it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ._records import (
     Contact,
     Conversation,
     DeadLetter,
+    InboundResult,
     InboxItem,
     Message,
     Tenant,
@@ -138,7 +145,8 @@ class Storage(ABC):
         """Store raw webhook bodies as pending items in ONE transaction; return their ids.
 
         Ids are in the order of ``bodies`` and ascending. When this returns, the rows are on
-        disk (SQLite runs with synchronous=FULL): this is the "durable before 200" promise,
+        disk (SQLite commits it with synchronous=FULL, which also flushes every earlier
+        commit): this is the "durable before 200" promise,
         and batching many posts into one call is what makes it cheap (group commit).
         Raises TypeError if a body is not bytes.
         """
@@ -247,6 +255,33 @@ class Storage(ABC):
         written and the existing message is returned with False. Inbound messages are stored
         with status "RECEIVED", outbound ones start "PENDING". Raises NotFound if the
         conversation or contact is not the tenant's.
+        """
+
+    @abstractmethod
+    async def record_inbound(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        phone_number: str,
+        contact_name: str | None,
+        whatsapp_message_id: str,
+        type: str,
+        content: str | None,
+        metadata: dict[str, Any],
+        timestamp: datetime,
+    ) -> InboundResult:
+        """Store one inbound WhatsApp message in ONE transaction; return what was done.
+
+        The same as, in order: ``upsert_contact(tenant_id, phone_number, contact_name)``,
+        ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
+        (direction "inbound", status "RECEIVED"; ``content`` None is stored as "") and, only
+        when the message is new, ``touch_conversation(conversation.id, timestamp)`` — but all
+        or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
+        returns the stored message with ``message_created`` False and leaves the
+        conversation untouched. Concurrent calls for one new contact create one
+        conversation. Raises NotFound if the tenant does not exist or, when the conversation
+        is created, the account is not the tenant's.
         """
 
     @abstractmethod

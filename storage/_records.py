@@ -158,3 +158,16 @@ class DeadLetter:
     payload: dict[str, Any]
     error: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What :meth:`Storage.record_inbound` did with one inbound WhatsApp message."""
+
+    conversation: Conversation
+    """The contact's conversation, after the touch (``last_message_at`` includes the message)."""
+    conversation_created: bool
+    message: Message
+    """The stored message: the new one, or the one already stored under its WhatsApp id."""
+    message_created: bool
+    """False when the WhatsApp id was already stored (a replay): no message was written."""

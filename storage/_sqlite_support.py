@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ._common import from_iso, to_iso, utcnow
+from ._common import from_iso, new_id, to_iso, utcnow
 from ._migrations import Migration, split_sqlite_script
 from ._records import (
     Account,
@@ -20,6 +20,7 @@ from ._records import (
     Contact,
     Conversation,
     DeadLetter,
+    InboundResult,
     InboxItem,
     Message,
     NotFound,
@@ -43,11 +44,26 @@ CONVERSATION_SELECT = (
     " c.last_message_at, c.created_at, c.updated_at, k.phone_number, k.name"
     " FROM conversations c JOIN contacts k ON k.id = c.contact_id"
 )
+# Parameters: id, tenant_id, phone_number, name (None for empty), created_at.
+UPSERT_CONTACT = (
+    "INSERT INTO contacts (id, tenant_id, phone_number, name, created_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, phone_number) DO UPDATE"
+    " SET name = coalesce(nullif(excluded.name, ''), contacts.name)"
+    " RETURNING id, tenant_id, phone_number, name"
+)
+# Parameters: updated_at, then the activity time twice, then the conversation id.
+TOUCH_CONVERSATION = (
+    "UPDATE conversations SET updated_at = ?, last_message_at = CASE"
+    " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
+    " ELSE last_message_at END WHERE id = ?"
+)
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """Return a connection to ``path`` set up for Zapline (WAL, FULL sync, busy timeout, FKs).
+def connect(path: str) -> tuple[sqlite3.Connection, str]:
+    """Return a connection to ``path`` set up for Zapline and its journal mode.
 
+    The mode is "wal" unless the file system refused it ("memory" for ``:memory:``).
+    The connection starts with synchronous=FULL, busy timeout and foreign keys on.
     Raises sqlite3.Error if the file cannot be opened.
     """
     conn = sqlite3.connect(
@@ -55,14 +71,14 @@ def connect(path: str) -> sqlite3.Connection:
     )
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys=ON")
     except BaseException:
         conn.close()
         raise
-    return conn
+    return conn, mode
 
 
 def binder(args: list[Any]) -> Callable[[object], str]:
@@ -119,12 +135,20 @@ def guarded(fn: Callable[..., T], *args: Any) -> T:
         raise StorageError(f"SQLite {path}: {exc}") from exc
 
 
-def in_transaction(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+def in_transaction(
+    fn: Callable[[sqlite3.Connection], T], synchronous: str, db: sqlite3.Connection
+) -> T:
     """Return ``fn(db)`` run inside BEGIN IMMEDIATE ... COMMIT, rolled back if it raises.
 
-    IMMEDIATE takes the write lock up front, so another process waits on busy_timeout at
-    BEGIN instead of failing half-way when a read turns into a write.
+    ``synchronous`` ("FULL" or "NORMAL") is set first and governs this commit (see the
+    top of ``sqlite.py`` for which writes get which). IMMEDIATE takes the write lock up
+    front, so another process waits on busy_timeout at BEGIN instead of failing half-way
+    when a read turns into a write. Raises ValueError for another ``synchronous`` value.
     """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
+    # The level can only change outside a transaction; it costs a microsecond or two.
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("BEGIN IMMEDIATE")
     try:
         result = fn(db)
@@ -134,6 +158,123 @@ def in_transaction(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection
             db.execute("ROLLBACK")
         raise
     return result
+
+
+def conversation_for(
+    db: sqlite3.Connection, tenant_id: str, contact_id: str, account_id: str, now: str
+) -> tuple[str, bool]:
+    """Return the id of the contact's conversation, creating it, and whether it was created.
+
+    Call inside a write transaction: the write lock (BEGIN IMMEDIATE) means nothing can
+    slip in between the insert and the read, so read-after-conflict is race-free here.
+    """
+    created = db.execute(
+        "INSERT INTO conversations (id, tenant_id, contact_id, account_id, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (tenant_id, contact_id) DO NOTHING RETURNING id",
+        (new_id(), tenant_id, contact_id, account_id, now, now),
+    ).fetchone()
+    if created is not None:
+        return str(created[0]), True
+    row = db.execute(
+        "SELECT id FROM conversations WHERE tenant_id = ? AND contact_id = ?",
+        (tenant_id, contact_id),
+    ).fetchone()
+    return str(row[0]), False
+
+
+def write_message(db: sqlite3.Connection, values: tuple[Any, ...]) -> tuple[sqlite3.Row, bool]:
+    """Insert a message (``values`` in MESSAGE_COLS order) unless its WhatsApp id is stored.
+
+    Returns the new row and True, or the stored row of that (tenant, WhatsApp id) and
+    False. Call inside a write transaction.
+    """
+    row = db.execute(
+        f"INSERT INTO messages ({MESSAGE_COLS}) VALUES ({', '.join('?' * 13)})"
+        " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
+        f" RETURNING {MESSAGE_COLS}",
+        values,
+    ).fetchone()
+    if row is not None:
+        return row, True
+    existing = db.execute(
+        f"SELECT {MESSAGE_COLS} FROM messages WHERE tenant_id = ? AND whatsapp_message_id = ?",
+        (values[1], values[4]),
+    ).fetchone()
+    return existing, False
+
+
+def write_inbound(
+    db: sqlite3.Connection,
+    *,
+    contact: tuple[str, str, str | None],
+    account: str,
+    message: tuple[str, str, str, str, str],
+    now: str,
+) -> InboundResult:
+    """Run the inbound write path on ``db`` and return its result; call it in one transaction.
+
+    ``contact`` is (tenant_id, phone_number, name); ``account`` the account id; ``message``
+    (whatsapp_message_id, type, content, metadata JSON, timestamp); times are stored text.
+    Raises sqlite3.IntegrityError (foreign key) for an unknown tenant, or another tenant's
+    account when the conversation is created.
+    """
+    tenant_id = contact[0]
+    wamid, mtype, content, metadata, when = message
+    contact_id = db.execute(UPSERT_CONTACT, (new_id(), *contact, now)).fetchone()[0]
+    conversation_id, created = conversation_for(db, tenant_id, contact_id, account, now)
+    keys = (new_id(), tenant_id, conversation_id, contact_id, wamid)
+    row, inserted = write_message(
+        db, (*keys, "inbound", mtype, content, metadata, "RECEIVED", None, when, now)
+    )
+    if inserted:
+        db.execute(TOUCH_CONVERSATION, (now, when, when, conversation_id))
+    conversation = db.execute(f"{CONVERSATION_SELECT} WHERE c.id = ?", (conversation_id,))
+    return InboundResult(
+        row_conversation(conversation.fetchone()), created, row_message(row), inserted
+    )
+
+
+def update_conversation(
+    changes: dict[str, Any], key: tuple[str, str], db: sqlite3.Connection
+) -> sqlite3.Row | None:
+    """Set ``changes`` (column -> value) on the conversation ``key`` (tenant_id, id).
+
+    Returns its CONVERSATION_SELECT row afterwards, or None if the tenant has no such
+    conversation. Call inside a write transaction.
+    """
+    sets = ", ".join(f"{column} = ?" for column in changes)
+    sql = f"UPDATE conversations SET {sets} WHERE tenant_id = ? AND id = ?"
+    db.execute(sql, (*changes.values(), *key))
+    row: sqlite3.Row | None = db.execute(
+        f"{CONVERSATION_SELECT} WHERE c.tenant_id = ? AND c.id = ?", key
+    ).fetchone()
+    return row
+
+
+def append_inbox(db: sqlite3.Connection, bodies: list[bytes], now: str) -> list[int]:
+    """Insert ``bodies`` as pending inbox rows; return their ids in order (ascending)."""
+    ids = []
+    for body in bodies:
+        cur = db.execute("INSERT INTO inbox (body, received_at) VALUES (?, ?)", (body, now))
+        ids.append(int(cur.lastrowid or 0))
+    return ids
+
+
+def set_status(
+    update: str, args: tuple[Any, ...], where: str, key: tuple[Any, ...], db: sqlite3.Connection
+) -> tuple[sqlite3.Row, bool] | None:
+    """Run ``UPDATE messages SET {update}``; return (row, True) if it changed a row.
+
+    Otherwise return (row, False) for the row ``where`` selects with ``key``, or None.
+    The rank comparison sits in the UPDATE's WHERE, so the decision and the write are one
+    statement; the follow-up SELECT only reports an unchanged row.
+    """
+    row = db.execute(f"UPDATE messages SET {update} RETURNING {MESSAGE_COLS}", args).fetchone()
+    if row is not None:
+        return row, True
+    row = db.execute(f"SELECT {MESSAGE_COLS} FROM messages WHERE {where}", key).fetchone()
+    return None if row is None else (row, False)
 
 
 def row_user(row: sqlite3.Row) -> User:

@@ -31,6 +31,7 @@ from ._postgres_support import (
     row_message,
     translated,
     values_of,
+    write_inbound,
 )
 from ._records import (
     INBOX_STATES,
@@ -39,6 +40,7 @@ from ._records import (
     Contact,
     Conversation,
     DeadLetter,
+    InboundResult,
     InboxItem,
     Message,
     NotFound,
@@ -350,6 +352,27 @@ class PostgresStorage(Storage):
                     *(tenant_id, whatsapp_message_id),
                 )
         return row_message(r), False
+
+    async def record_inbound(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        phone_number: str,
+        contact_name: str | None,
+        whatsapp_message_id: str,
+        type: str,
+        content: str | None,
+        metadata: dict[str, Any],
+        timestamp: datetime,
+    ) -> InboundResult:
+        contact = (tenant_id, phone_number, contact_name or None)
+        message = (whatsapp_message_id, type, content or "", metadata, c.as_utc(timestamp))
+        with self._translated() as pool:
+            async with pool.acquire() as conn:
+                return await write_inbound(
+                    conn, contact=contact, account=account_id, message=message, now=c.utcnow()
+                )
 
     async def get_message(self, tenant_id: str, message_id: str) -> Message | None:
         r = await self._row(

@@ -2,10 +2,31 @@
 
 One stdlib ``sqlite3`` connection in WAL mode, used from worker threads one call at a time
 (a CapacityLimiter of 1), so the event loop never blocks on disk and no two threads ever
-share the connection at once. Writes run in ``BEGIN IMMEDIATE`` transactions; with
-``synchronous=FULL`` a commit has reached the disk when it returns, which the inbox's
-"durable before 200" promise needs (NORMAL may lose the last commits on power loss in WAL
-mode). ``busy_timeout`` lets the admin CLI write while a server holds the file.
+share the connection at once. Writes run in ``BEGIN IMMEDIATE`` transactions;
+``busy_timeout`` lets the admin CLI write while a server holds the file.
+
+Durability, and why only the inbox pays for an fsync. ``synchronous`` is set per
+transaction on the one connection. ``inbox_append`` commits with FULL: the WAL is fsynced
+before it returns, which is the "durable before 200" promise. Every other write commits
+with NORMAL: appended to the WAL, no fsync. That is safe because, in WAL mode:
+
+- A process crash loses nothing: a NORMAL commit is in the OS page cache when it returns,
+  and the next open replays the WAL from there.
+- Commits stay ordered. Each WAL frame's checksum chains over all frames before it, so
+  recovery after an OS crash or power loss keeps a prefix of the commits and drops the
+  rest, never a later commit without an earlier one. And the next FULL commit's fsync of
+  the WAL file also persists every NORMAL commit before it (a checkpoint syncs the WAL
+  first too).
+- So an OS crash can only drop the newest NORMAL commits. The derived writes of an inbox
+  item (record_inbound, statuses) come before its ``inbox_mark``; if they are dropped the
+  mark is dropped with them, the item is still 'pending', and the replay redoes them
+  (every step is idempotent on the WhatsApp id). That is why ``inbox_mark`` is NORMAL
+  too: losing a 'done' mark only costs an idempotent replay.
+
+Writes that no inbox item replays (agent changes to a conversation, outbound messages and
+their send results, tenants, users, accounts) can also lose their last moments to an OS
+crash or power loss; the file stays consistent. If WAL cannot be enabled (a file system
+without shared memory), every commit uses FULL, since NORMAL is not ordered without WAL.
 """
 
 from __future__ import annotations
@@ -30,6 +51,7 @@ from ._records import (
     Contact,
     Conversation,
     DeadLetter,
+    InboundResult,
     InboxItem,
     Message,
     NotFound,
@@ -42,10 +64,14 @@ from ._sqlite_support import (
     ACCOUNT_COLS,
     CONVERSATION_SELECT,
     MESSAGE_COLS,
+    TOUCH_CONVERSATION,
+    UPSERT_CONTACT,
     USER_COLS,
+    append_inbox,
     apply_migration,
     binder,
     connect,
+    conversation_for,
     guarded,
     in_transaction,
     row_account,
@@ -54,6 +80,10 @@ from ._sqlite_support import (
     row_inbox,
     row_message,
     row_user,
+    set_status,
+    update_conversation,
+    write_inbound,
+    write_message,
 )
 
 T = TypeVar("T")
@@ -63,11 +93,15 @@ _RANK = c.STATUS_RANK_SQL
 class SQLiteStorage(Storage):
     """Storage in one SQLite file (or ``:memory:``); single node by nature."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        """Wrap an open connection; use :meth:`open` instead of calling this directly."""
+    def __init__(self, conn: sqlite3.Connection, path: str, *, wal: bool = True) -> None:
+        """Wrap an open connection; use :meth:`open` instead of calling this directly.
+
+        ``wal`` says whether the file is in WAL mode; without it every commit is FULL.
+        """
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._limiter = anyio.CapacityLimiter(1)
+        self._relaxed = "NORMAL" if wal else "FULL"
 
     @classmethod
     async def open(cls, path: str) -> SQLiteStorage:
@@ -75,8 +109,8 @@ class SQLiteStorage(Storage):
 
         Raises StorageUnavailable if the file cannot be opened (missing folder, no access).
         """
-        conn = await anyio.to_thread.run_sync(guarded, connect, path, path)
-        return cls(conn, path)
+        conn, mode = await anyio.to_thread.run_sync(guarded, connect, path, path)
+        return cls(conn, path, wal=mode == "wal")
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
@@ -86,8 +120,9 @@ class SQLiteStorage(Storage):
             guarded, partial(fn, conn), self._path, limiter=self._limiter
         )
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._call(partial(in_transaction, fn))
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        # durable=True only for the inbox: see the top of this module.
+        return await self._call(partial(in_transaction, fn, "FULL" if durable else self._relaxed))
 
     async def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         return await self._call(lambda db: db.execute(sql, args).fetchone())
@@ -207,16 +242,8 @@ class SQLiteStorage(Storage):
         batch = c.check_bodies(bodies)
         if not batch:
             return []
-        now = c.to_iso(c.utcnow())
-
-        def append(db: sqlite3.Connection) -> list[int]:
-            ids = []
-            for body in batch:
-                cur = db.execute("INSERT INTO inbox (body, received_at) VALUES (?, ?)", (body, now))
-                ids.append(int(cur.lastrowid or 0))
-            return ids
-
-        return await self._write(append)
+        run = partial(append_inbox, bodies=batch, now=c.to_iso(c.utcnow()))
+        return await self._write(run, durable=True)
 
     async def inbox_pending(self, *, after_id: int = 0, limit: int = 500) -> list[InboxItem]:
         rows = await self._all(
@@ -248,10 +275,7 @@ class SQLiteStorage(Storage):
 
     async def upsert_contact(self, tenant_id: str, phone_number: str, name: str | None) -> Contact:
         row = await self._write_one(
-            "INSERT INTO contacts (id, tenant_id, phone_number, name, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, phone_number) DO UPDATE"
-            " SET name = coalesce(nullif(excluded.name, ''), contacts.name)"
-            " RETURNING id, tenant_id, phone_number, name",
+            UPSERT_CONTACT,
             *(c.new_id(), tenant_id, phone_number, name or None, c.to_iso(c.utcnow())),
         )
         return Contact(*row)
@@ -262,17 +286,9 @@ class SQLiteStorage(Storage):
         now = c.to_iso(c.utcnow())
 
         def get_or_create(db: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            created = db.execute(
-                "INSERT INTO conversations (id, tenant_id, contact_id, account_id, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (tenant_id, contact_id) DO NOTHING RETURNING id",
-                (c.new_id(), tenant_id, contact_id, account_id, now, now),
-            ).fetchone()
-            row = db.execute(
-                f"{CONVERSATION_SELECT} WHERE c.tenant_id = ? AND c.contact_id = ?",
-                (tenant_id, contact_id),
-            ).fetchone()
-            return row, created is not None
+            conversation_id, created = conversation_for(db, tenant_id, contact_id, account_id, now)
+            row = db.execute(f"{CONVERSATION_SELECT} WHERE c.id = ?", (conversation_id,))
+            return row.fetchone(), created
 
         row, created = await self._write(get_or_create)
         return row_conversation(row), created
@@ -322,27 +338,12 @@ class SQLiteStorage(Storage):
             changes["stage"] = stage
         if assignee_id is not UNSET:
             changes["assignee_id"] = assignee_id
-        sets = ", ".join(f"{column} = ?" for column in changes)
-        key = (tenant_id, conversation_id)
-
-        def update(db: sqlite3.Connection) -> Any:
-            sql = f"UPDATE conversations SET {sets} WHERE tenant_id = ? AND id = ?"
-            db.execute(sql, (*changes.values(), *key))
-            return db.execute(
-                f"{CONVERSATION_SELECT} WHERE c.tenant_id = ? AND c.id = ?", key
-            ).fetchone()
-
-        row = await self._write(update)
+        row = await self._write(partial(update_conversation, changes, (tenant_id, conversation_id)))
         return None if row is None else row_conversation(row)
 
     async def touch_conversation(self, conversation_id: str, at: datetime) -> None:
-        when, now = c.to_iso(at), c.to_iso(c.utcnow())
-        await self._write_one(
-            "UPDATE conversations SET updated_at = ?, last_message_at = CASE"
-            " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
-            " ELSE last_message_at END WHERE id = ?",
-            *(now, when, when, conversation_id),
-        )
+        when = c.to_iso(at)
+        await self._write_one(TOUCH_CONVERSATION, c.to_iso(c.utcnow()), when, when, conversation_id)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -364,25 +365,28 @@ class SQLiteStorage(Storage):
         keys = (c.new_id(), tenant_id, conversation_id, contact_id, whatsapp_message_id)
         body = (direction, type, content, orjson.dumps(metadata).decode(), status, None)
         values = (*keys, *body, c.to_iso(timestamp), c.to_iso(c.utcnow()))
-
-        def insert(db: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            row = db.execute(
-                f"INSERT INTO messages ({MESSAGE_COLS}) VALUES ({', '.join('?' * 13)})"
-                " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
-                f" RETURNING {MESSAGE_COLS}",
-                values,
-            ).fetchone()
-            if row is not None:
-                return row, True
-            existing = db.execute(
-                f"SELECT {MESSAGE_COLS} FROM messages"
-                " WHERE tenant_id = ? AND whatsapp_message_id = ?",
-                (tenant_id, whatsapp_message_id),
-            ).fetchone()
-            return existing, False
-
-        row, created = await self._write(insert)
+        row, created = await self._write(partial(write_message, values=values))
         return row_message(row), created
+
+    async def record_inbound(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        phone_number: str,
+        contact_name: str | None,
+        whatsapp_message_id: str,
+        type: str,
+        content: str | None,
+        metadata: dict[str, Any],
+        timestamp: datetime,
+    ) -> InboundResult:
+        contact = (tenant_id, phone_number, contact_name or None)
+        body = (content or "", orjson.dumps(metadata).decode(), c.to_iso(timestamp))
+        message = (whatsapp_message_id, type, *body)
+        now = c.to_iso(c.utcnow())
+        run = partial(write_inbound, contact=contact, account=account_id, message=message, now=now)
+        return await self._write(run)
 
     async def get_message(self, tenant_id: str, message_id: str) -> Message | None:
         row = await self._one(
@@ -456,17 +460,7 @@ class SQLiteStorage(Storage):
     async def _set_status(
         self, update: str, args: tuple[Any, ...], where: str, key: tuple[Any, ...]
     ) -> tuple[Message, bool] | None:
-        # The rank comparison sits in the UPDATE's WHERE, so the decision and the write are
-        # one statement; the follow-up SELECT only reports an unchanged row.
-        def run(db: sqlite3.Connection) -> tuple[sqlite3.Row, bool] | None:
-            sql = f"UPDATE messages SET {update} RETURNING {MESSAGE_COLS}"
-            row = db.execute(sql, args).fetchone()
-            if row is not None:
-                return row, True
-            row = db.execute(f"SELECT {MESSAGE_COLS} FROM messages WHERE {where}", key).fetchone()
-            return None if row is None else (row, False)
-
-        result = await self._write(run)
+        result = await self._write(partial(set_status, update, args, where, key))
         return None if result is None else (row_message(result[0]), result[1])
 
     async def count_messages(self, tenant_id: str | None = None) -> int:

@@ -7,12 +7,15 @@ implementation is plain anyio and must work on both.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from storage import StorageError, StorageUnavailable, open_storage, sqlite_path
+from storage import Storage, StorageError, StorageUnavailable, open_storage, sqlite_path
 from storage.sqlite import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -107,7 +110,96 @@ async def test_connection_is_durable_and_patient(tmp_path: Path) -> None:
         values = await store._call(
             lambda db: [db.execute(f"PRAGMA {name}").fetchone()[0] for name in names]
         )
-        # synchronous=2 is FULL: a commit is on disk before inbox_append returns.
+        # The connection starts at synchronous=2 (FULL); each write transaction then sets
+        # its own level (test_only_the_inbox_commit_is_fsynced).
         assert values == ["wal", 2, 10_000, 1]
     finally:
         await store.aclose()
+
+
+async def _synchronous(store: SQLiteStorage) -> int:
+    return int(await store._call(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]))
+
+
+async def _record(store: Storage, tenant_id: str, account_id: str, wamid: str) -> None:
+    await store.record_inbound(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        phone_number="5511",
+        contact_name="Ana",
+        whatsapp_message_id=wamid,
+        type="TEXT",
+        content="hi",
+        metadata={},
+        timestamp=datetime(2024, 1, 2, tzinfo=UTC),
+    )
+
+
+async def test_only_the_inbox_commit_is_fsynced(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "x.db"))
+    try:
+        await store.migrate()
+        tenant = await store.create_tenant("Acme")
+        account = await store.add_account(tenant.id, "pn")
+        # synchronous is set per transaction and stays as the last one left it:
+        # 2 is FULL (fsync at commit), 1 is NORMAL (ordered, no fsync) in WAL mode.
+        await _record(store, tenant.id, account.id, "wamid.1")
+        assert await _synchronous(store) == 1
+        ids = await store.inbox_append([b"{}"])
+        assert await _synchronous(store) == 2
+        await store.inbox_mark(ids, "done")
+        assert await _synchronous(store) == 1
+        assert await store.count_messages(tenant.id) == 1
+    finally:
+        await store.aclose()
+
+
+async def test_without_wal_every_commit_is_fsynced() -> None:
+    store = await SQLiteStorage.open(":memory:")  # no WAL for an in-memory database
+    try:
+        await store.migrate()
+        tenant = await store.create_tenant("Acme")
+        account = await store.add_account(tenant.id, "pn")
+        await _record(store, tenant.id, account.id, "wamid.1")
+        assert await _synchronous(store) == 2
+    finally:
+        await store.aclose()
+
+
+def test_a_killed_process_loses_no_unsynced_commit(tmp_path: Path) -> None:
+    # NORMAL commits are not fsynced, but a process that dies without closing anything
+    # must still leave them to the next opener (they are in the WAL, in the OS cache).
+    path = tmp_path / "crash.db"
+    script = textwrap.dedent(
+        f"""
+        import os
+        from datetime import UTC, datetime
+        import anyio
+        from storage import open_storage
+
+        async def main():
+            store = await open_storage({f"sqlite:///{path}"!r})
+            await store.migrate()
+            tenant = await store.create_tenant("Acme")
+            account = await store.add_account(tenant.id, "pn")
+            ids = await store.inbox_append([b"{{}}"])
+            for i in range(5):
+                await store.record_inbound(
+                    tenant_id=tenant.id, account_id=account.id, phone_number="5511",
+                    contact_name="Ana", whatsapp_message_id=f"wamid.{{i}}", type="TEXT",
+                    content="hi", metadata={{}}, timestamp=datetime.now(UTC),
+                )
+            await store.inbox_mark(ids, "done")
+            os._exit(0)  # no close, no checkpoint, no atexit
+
+        anyio.run(main)
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=True, timeout=30)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM messages").fetchone()[0] == 5
+        assert raw.execute("SELECT state FROM inbox").fetchall() == [("done",)]
+        last = raw.execute("SELECT last_message_at FROM conversations").fetchone()[0]
+        assert last is not None
+    raw.close()
