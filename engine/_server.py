@@ -21,7 +21,7 @@ import inspect
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,16 @@ import anyio
 import anyio.abc
 import orjson
 
-from engine._heartbeat import run_heartbeat
+from engine._heartbeat import heartbeat_tick, run_heartbeat
 from engine._session import EngineSession
-from engine._socket import Socket
+from engine._socket import (
+    ConnectHandler,
+    ConnectionRefused,
+    DisconnectHandler,
+    EventHandler,
+    Namespace,
+    Socket,
+)
 from engine.options import EngineOptions
 from engine.protocol import (
     NEED_DATA,
@@ -42,7 +49,6 @@ from engine.protocol import (
     ProtocolError,
     SioPacket,
     SioPacketType,
-    decode_ws,
     encode_sio,
     encode_sio_str,
     open_packet,
@@ -50,34 +56,11 @@ from engine.protocol import (
 from engine.rooms import RoomHub
 from engine.transport._frames import SharedFrame
 from engine.transport._http import handle_connection
-from engine.transport._listener import serve_listener
-from engine.transport._websocket import WebSocketConn
+from engine.transport._listener import bind_socket, serve_listener
+
+__all__ = ["ConnectionRefused", "Namespace", "ServerStats", "SocketServer"]
 
 log = logging.getLogger("zapline.engine")
-
-ConnectHandler = Callable[[Socket, dict[str, Any] | None], Awaitable[None] | None]
-EventHandler = Callable[..., Any]
-DisconnectHandler = Callable[[Socket, str], Awaitable[None] | None]
-
-
-class ConnectionRefused(Exception):
-    """Raise from a connect handler to refuse: the client gets CONNECT_ERROR with ``message``."""
-
-    def __init__(self, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.data = data
-
-
-@dataclass
-class Namespace:
-    """Handlers of one namespace."""
-
-    name: str
-    connect: list[ConnectHandler] = field(default_factory=list)
-    disconnect: list[DisconnectHandler] = field(default_factory=list)
-    events: dict[str, EventHandler] = field(default_factory=dict)
-    any_event: EventHandler | None = None
 
 
 @dataclass
@@ -110,7 +93,8 @@ class SocketServer:
         self.port: int | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
-        self._ping = SharedFrame(b"2")
+        self._listener: anyio.CancelScope | None = None
+        self.ping_frame = SharedFrame(b"2")
 
     # -- registration ------------------------------------------------------------------------
 
@@ -135,7 +119,9 @@ class SocketServer:
 
         return register
 
-    def on_disconnect(self, namespace: str = "/") -> Callable[[DisconnectHandler], DisconnectHandler]:
+    def on_disconnect(
+        self, namespace: str = "/"
+    ) -> Callable[[DisconnectHandler], DisconnectHandler]:
         """Decorator: ``handler(socket, reason)`` runs after a socket left ``namespace``."""
 
         def register(fn: DisconnectHandler) -> DisconnectHandler:
@@ -168,109 +154,106 @@ class SocketServer:
     # -- running -----------------------------------------------------------------------------
 
     async def serve(
-        self, host: str = "127.0.0.1", port: int = 3334, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+        self,
+        host: str = "127.0.0.1",
+        port: int = 3334,
+        *,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``host:port`` until cancelled or ``shutdown()``; ``started(port)`` once bound."""
-        from engine.transport._listener import bind_socket
+        """Listen on ``host:port`` until cancelled or ``shutdown()``; ``started(port)`` once bound.
 
+        Raises ``OSError`` if the address cannot be bound.
+        """
         sock = bind_socket(host, port)
         self.port = sock.getsockname()[1]
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._scope = tg.cancel_scope
-            tg.start_soon(run_heartbeat, self)
-            tg.start_soon(serve_listener, sock, self._handle_tcp, tg)
-            task_status.started(self.port)
-        self._tg = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._scope = tg.cancel_scope
+                tg.start_soon(run_heartbeat, self)
+                tg.start_soon(self._listen, sock, tg)
+                task_status.started(self.port)
+        finally:
+            self._tg = None
+            self._scope = None
+
+    async def _listen(self, sock: Any, tg: anyio.abc.TaskGroup) -> None:
+        with anyio.CancelScope() as scope:
+            self._listener = scope
+            await serve_listener(sock, self._handle_tcp, tg)
 
     async def _handle_tcp(self, sock: Any, remote: str) -> None:
         await handle_connection(self, sock, remote)
 
-    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Start ``fn(*args)`` in the server's task group (flushers, handlers)."""
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Start ``fn(*args)`` in the server's task group (flushers, handlers).
+
+        Raises ``RuntimeError`` if the server is not running.
+        """
         if self._tg is None:
             raise RuntimeError("the server is not running")
         self._tg.start_soon(fn, *args)
 
     async def shutdown(self, grace: float = 2.0) -> None:
-        """Close every session with a proper close, give writes ``grace`` seconds, stop serving."""
-        for session in list(self.sessions.values()):
+        """Stop accepting, close every session with a proper close, then stop serving.
+
+        Websocket clients get a close packet and a close frame, parked polls answer ``1``;
+        the writes get up to ``grace`` seconds to drain. Returns once serving is cancelled.
+        """
+        if self._listener is not None:
+            self._listener.cancel()
+        sessions = list(self.sessions.values())
+        for session in sessions:
             self.close_session(session, "server shutdown", send_close=True)
+
+        def busy(session: EngineSession) -> bool:
+            ws = session.ws
+            return session.polling or (ws is not None and ws.outbox.pending_bytes > 0)
+
         with anyio.move_on_after(grace):
-            while any(not s.closed or s.polling for s in self.sessions.values()):
+            # Polled: drains finish in many tasks (flushers, poll answers) and this runs once.
+            while any(busy(s) for s in sessions):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-            await anyio.sleep(0.05)
+            # The parked polls were answered from their own tasks; let their writes finish.
+            await anyio.sleep(0.02)
         if self._scope is not None:
             self._scope.cancel()
 
     # -- sessions ----------------------------------------------------------------------------
 
     def open_session(self, remote: str) -> tuple[EngineSession, str]:
-        """Create a session; return it and its OPEN packet in Engine.IO text form."""
+        """Create a polling session; return it and its OPEN packet in Engine.IO text form."""
         session = EngineSession(_new_id(), self, anyio.current_time(), remote)
         self.sessions[session.sid] = session
+        return session, self.handshake(session.sid, upgradable=True)
+
+    def handshake(self, sid: str, *, upgradable: bool) -> str:
+        """Return the OPEN packet (text form) for ``sid``.
+
+        ``upgradable`` is False for a session opened on a websocket: it has nothing to upgrade
+        to, so it advertises no upgrades (as the reference server does).
+        """
         opts = self.options
-        upgrades = ["websocket"] if opts.allow_websocket else []
+        upgrades = ["websocket"] if opts.allow_websocket and upgradable else []
         packet = open_packet(
-            session.sid, upgrades, int(opts.ping_interval * 1000), int(opts.ping_timeout * 1000), opts.max_payload
+            sid,
+            upgrades,
+            int(opts.ping_interval * 1000),
+            int(opts.ping_timeout * 1000),
+            opts.max_payload,
         )
-        return session, "0" + str(packet.data)
+        return "0" + str(packet.data)
 
-    async def run_websocket(self, ws: WebSocketConn, session: EngineSession | None, remote: str) -> None:
-        """Drive an upgraded socket: a new websocket session, or the probe of a polling one."""
-        if session is None:
-            session, handshake = self.open_session(remote)
-            session.ws = ws
-            ws.session = session
-            ws.write_payload(handshake)
-            reason = await ws.run(self._on_ws_message, self.options.max_payload)
-            self.close_session(session, reason, send_close=False)
-            return
-        if not session.begin_upgrade(ws):
-            ws.abort()
-            return
-        ws.session = session
-        with anyio.move_on_after(self.options.upgrade_timeout) as scope:
-            reason = await ws.run(self._on_ws_message, self.options.max_payload)
-        if session.probe is ws:  # the upgrade never completed
-            session.probe = None
-            if scope.cancelled_caught:
-                log.info("upgrade of %s timed out", session.sid)
-            ws.abort()
-            return
-        if session.ws is ws:
-            self.close_session(session, reason, send_close=False)
-
-    def _on_ws_message(self, ws: WebSocketConn, message: str | bytes) -> None:
-        session = ws.session
-        if session is None or session.closed:
-            return
-        try:
-            packet = decode_ws(message)
-            if session.probe is ws:
-                self._probe_packet(session, ws, packet.type.value, packet.data)
-                return
-            session.receive_packet(packet, anyio.current_time())
-        except ProtocolError as exc:
-            log.info("protocol error from %s (session %s): %s", session.remote, session.sid, exc)
-            self.close_session(session, "parse error", send_close=True)
-
-    def _probe_packet(self, session: EngineSession, ws: WebSocketConn, kind: int, data: Any) -> None:
-        if kind == 2 and data == "probe":
-            ws.write_payload("3probe")
-            if session.polling:
-                session.send_payloads(["6"])
-        elif kind == 5:
-            session.finish_upgrade(ws)
-        else:
-            raise ProtocolError(f"unexpected packet during upgrade: type {kind}")
-
-    def close_session(self, session: EngineSession, reason: str, *, send_close: bool = True) -> None:
+    def close_session(
+        self, session: EngineSession, reason: str, *, send_close: bool = True
+    ) -> None:
         """End a session: sockets disconnect (handlers run), the transport closes. Idempotent."""
         if session.closed:
             return
         for socket in list(session.sockets.values()):
             self.disconnect_socket(socket, reason, notify=False)
+        session.connecting.clear()  # their connect tasks see it and give up
+        session.acks = None
         self.sessions.pop(session.sid, None)
         if reason == "slow consumer":
             self.stats.slow_consumers += 1
@@ -279,7 +262,7 @@ class SocketServer:
         if ws is not None:
             if send_close and not ws.closed:
                 ws.write_payload("1")
-            ws.close(1000)
+            ws.close(1000 if reason != "slow consumer" else 1008, "" if send_close else reason)
         if session.probe is not None:
             session.probe.abort()
 
@@ -303,46 +286,61 @@ class SocketServer:
                 if callback is not None:
                     self.spawn(self._run_callback, callback, event.args)
             elif isinstance(event, ConnectRequest):
-                self.spawn(self._run_connect, session, event)
+                if event.namespace not in self.namespaces:
+                    self.stats.connect_errors += 1
+                    session.send_message(session.sio.refuse(event.namespace, "Invalid namespace"))
+                    continue
+                socket = Socket(_new_id(), event.namespace, session, self)
+                session.connecting[event.namespace] = socket
+                self.spawn(self._run_connect, socket, event.auth)
             elif isinstance(event, DisconnectReceived):
                 socket = session.sockets.get(event.namespace)
                 if socket is not None:
                     self.disconnect_socket(socket, "client namespace disconnect", notify=False)
+                else:  # still being authorised: its connect task must not accept it now
+                    session.connecting.pop(event.namespace, None)
 
-    async def _run_connect(self, session: EngineSession, request: ConnectRequest) -> None:
-        ns = self.namespaces.get(request.namespace)
-        if ns is None:
-            self.stats.connect_errors += 1
-            session.send_message(session.sio.refuse(request.namespace, "Invalid namespace"))
-            return
-        socket = Socket(_new_id(), request.namespace, session, self)
+    async def _run_connect(self, socket: Socket, auth: dict[str, Any] | None) -> None:
+        session = socket.session
+        namespace = socket.namespace
+        ns = self.namespaces[namespace]
+        refusal: tuple[str, Any] | None = None
         try:
             for handler in ns.connect:
-                result = handler(socket, request.auth)
+                result = handler(socket, auth)
                 if inspect.isawaitable(result):
                     await result
         except ConnectionRefused as exc:
-            self.rooms.leave_all(socket)
-            self.stats.connect_errors += 1
-            log.info("connect to %s refused for %s: %s", request.namespace, session.remote, exc.message)
-            if not session.closed:
-                session.send_message(session.sio.refuse(request.namespace, exc.message, exc.data))
-            return
+            log.info("connect to %s refused for %s: %s", namespace, session.remote, exc.message)
+            refusal = (exc.message, exc.data)
         except Exception:
+            log.exception("connect handler failed for %s", namespace)
+            refusal = ("Internal server error", None)
+        # The client may have left (DISCONNECT, closed session) while the handlers ran; then
+        # there is nobody to answer, and accept() would connect a namespace it already left.
+        wanted = session.connecting.get(namespace) is socket and not session.closed
+        if wanted:
+            del session.connecting[namespace]
+        early, socket.early = socket.early, []
+        if refusal is not None or not wanted:
             self.rooms.leave_all(socket)
+            if refusal is None:
+                return
             self.stats.connect_errors += 1
-            log.exception("connect handler failed for %s", request.namespace)
-            if not session.closed:
-                session.send_message(session.sio.refuse(request.namespace, "Internal server error"))
-            return
-        if session.closed:
-            self.rooms.leave_all(socket)
+            if wanted:
+                try:
+                    reply = session.sio.refuse(namespace, refusal[0], refusal[1])
+                except TypeError:  # data not JSON-serialisable: the message alone still helps
+                    reply = session.sio.refuse(namespace, refusal[0])
+                session.send_message(reply)
             return
         socket.connected = True
-        session.sockets[request.namespace] = socket
+        session.sockets[namespace] = socket
         self.sockets[socket.id] = socket
         self.stats.connects += 1
-        session.send_message(session.sio.accept(request.namespace, socket.id))
+        session.send_message(session.sio.accept(namespace, socket.id))
+        for payloads in early:
+            session.send_message(payloads)
 
     async def _run_event(self, socket: Socket, event: EventReceived) -> None:
         ns = self.namespaces.get(socket.namespace)
@@ -373,7 +371,14 @@ class SocketServer:
             values = list(result)
         else:
             values = [result]
-        socket.session.send_message(socket.session.sio.ack(socket.namespace, ack_id, values))
+        sio = socket.session.sio
+        try:
+            payloads = sio.ack(socket.namespace, ack_id, values)
+        except (TypeError, ProtocolError):
+            # A handler's bug must not take the server down; the client still gets its ack.
+            log.exception("ack value of socket %s is not serialisable", socket.id)
+            payloads = sio.ack(socket.namespace, ack_id, [{"error": "internal error"}])
+        socket.session.send_message(payloads)
 
     async def _run_callback(self, callback: Any, args: tuple[Any, ...]) -> None:
         try:
@@ -422,71 +427,38 @@ class SocketServer:
         """Send ``event`` to the sockets in ``to`` (rooms or socket ids; None = the namespace).
 
         ``skip`` names rooms or socket ids to leave out. Encodes once; never yields. Returns the
-        number of sockets written to. Sessions too slow to take it are closed.
+        number of sockets written to. Sessions too slow to take it are closed. Raises
+        ``TypeError`` if ``args`` are not JSON-serialisable.
         """
         packet = SioPacket(SioPacketType.EVENT, namespace, [event, *args])
-        targets = self._targets(namespace, to, skip)
+        targets = self.rooms.targets(namespace, to, skip, self.sockets)
         try:
             text = "4" + encode_sio_str(packet)
         except TypeError:  # binary somewhere in args: attachments follow the header
             return self._emit_binary(packet, targets, event)
         shared = SharedFrame(text.encode(), window_bits=self.options.compression_window_bits)
         failed = self.rooms.broadcast(targets, text, shared)
-        count = len(targets) if isinstance(targets, tuple | set | list) else 0
         for session in failed:
             self.close_session(session, "slow consumer", send_close=False)
+        delivered = len(targets) - len(failed)
         self.stats.emitted[event] += 1
-        self.stats.deliveries += count - len(failed)
-        return count - len(failed)
+        self.stats.deliveries += delivered
+        return delivered
 
     def _emit_binary(self, packet: SioPacket, targets: Iterable[Socket], event: str) -> int:
         payloads = encode_sio(packet)
+        messages: list[str | bytes] = [("4" + p) if isinstance(p, str) else p for p in payloads]
         count = 0
-        for socket in list(targets):
-            if socket.session.send_message(payloads):
+        for socket in targets:
+            if socket.session.send_payloads(messages):
                 count += 1
         self.stats.emitted[event] += 1
         self.stats.deliveries += count
         return count
 
-    def _targets(self, namespace: str, to: str | Iterable[str] | None, skip: str | Iterable[str]) -> Any:
-        exclude = [skip] if isinstance(skip, str) else list(skip)
-        if to is None:
-            found = {s for s in self.sockets.values() if s.namespace == namespace}
-            return self._exclude(found, namespace, exclude)
-        rooms = [to] if isinstance(to, str) else list(to)
-        direct = [self.sockets[r] for r in rooms if r in self.sockets and self.rooms.count(namespace, r) == 0]
-        result = self.rooms.targets(namespace, rooms, exclude)
-        if direct:
-            merged = set(result)
-            merged.update(s for s in direct if s.namespace == namespace and s.id not in exclude)
-            return merged
-        return result
-
-    def _exclude(self, found: set[Socket], namespace: str, exclude: list[str]) -> set[Socket]:
-        for name in exclude:
-            found.difference_update(self.rooms.members(namespace, name))
-            found = {s for s in found if s.id != name}
-        return found
-
     def heartbeat_tick(self, now: float) -> None:
         """Ping due sessions, close those past their pong deadline or connect timeout."""
-        opts = self.options
-        ping = self._ping
-        expired: list[tuple[EngineSession, str]] = []
-        for session in self.sessions.values():
-            if session.pong_deadline:
-                if now >= session.pong_deadline:
-                    expired.append((session, "ping timeout"))
-                continue
-            if now >= session.next_ping:
-                session.pong_deadline = now + opts.ping_timeout
-                if not session.send_shared("2", ping):
-                    expired.append((session, "slow consumer"))
-            elif not session.sockets and now - session.opened_at > opts.connect_timeout:
-                expired.append((session, "connect timeout"))
-        for session, reason in expired:
-            self.close_session(session, reason, send_close=reason != "slow consumer")
+        heartbeat_tick(self, now)
 
     def dumps(self, value: Any) -> bytes:
         """orjson, as the engine encodes payloads (for callers that prebuild bodies)."""

@@ -56,6 +56,9 @@ class EngineSession:
         "remote",
         "acks",
         "ack_counter",
+        "connecting",
+        "queued_bytes",
+        "upgrading",
     )
 
     def __init__(self, sid: str, server: SocketServer, now: float, remote: str) -> None:
@@ -76,6 +79,11 @@ class EngineSession:
         self.remote = remote
         self.acks: dict[int, object] | None = None
         self.ack_counter = 0
+        # Sockets whose CONNECT is being authorised, by namespace. A client DISCONNECT (or a
+        # second CONNECT after it) takes the entry away, which tells the connect task to give up.
+        self.connecting: dict[str, Socket] = {}
+        self.queued_bytes = 0
+        self.upgrading = False  # the probe got its 3probe; waiting for the client's "5"
 
     @property
     def transport(self) -> str:
@@ -92,11 +100,18 @@ class EngineSession:
         if self.closed:
             return False
         self.queue.append(text)
-        self._wake()
-        return True
+        self.queued_bytes += len(text)
+        return self._queued()
 
     def send_payloads(self, payloads: list[Payload]) -> bool:
-        """Send Engine.IO packets given in websocket form (text packet str, binary bytes)."""
+        """Send Engine.IO packets given in websocket form (text packet str, binary bytes).
+
+        Returns False if the session is closed or too slow to take them (it is then closed).
+        An empty list sends nothing and returns True.
+        """
+        if not payloads:
+            # Waking a parked poll with nothing would answer it with an empty body.
+            return True
         ws = self.ws
         if ws is not None:
             ok = True
@@ -106,6 +121,14 @@ class EngineSession:
         if self.closed:
             return False
         self.queue.extend(payloads)
+        self.queued_bytes += sum(map(len, payloads))
+        return self._queued()
+
+    def _queued(self) -> bool:
+        # A polling client that stops polling is a slow consumer too: same bound as a websocket.
+        if self.queued_bytes > self.server.options.outbox_limit:
+            self.server.close_session(self, "slow consumer", send_close=False)
+            return False
         self._wake()
         return True
 
@@ -123,14 +146,22 @@ class EngineSession:
 
     async def poll(self) -> str:
         """Wait for packets and return them as one long-polling body (``\\x1e``-joined)."""
-        if not self.queue and not self.closed:
+        while not self.queue and not self.closed and not self.upgrading:
             waiter = self.waiter = anyio.Event()
             await waiter.wait()
         items, self.queue = self.queue, []
-        if self.closed and not items:
-            items = ["1"]
+        self.queued_bytes = 0
+        if self.closed:
+            if self.close_reason != "client close":
+                # Whatever was queued, the client must learn that the session is over.
+                items.append("1")
+            elif not items:
+                items = ["6"]  # the client closed it itself: a noop ends its poll loop
+        elif not items:
+            items = ["6"]  # upgrading: the client pauses polling on this noop
         return "\x1e".join(
-            item if isinstance(item, str) else "b" + base64.b64encode(item).decode() for item in items
+            item if isinstance(item, str) else "b" + base64.b64encode(item).decode()
+            for item in items
         )
 
     # -- upgrade -----------------------------------------------------------------------------
@@ -145,8 +176,10 @@ class EngineSession:
     def finish_upgrade(self, conn: WebSocketConn) -> None:
         """The client sent ``5``: move the session to ``conn`` and flush the poll queue into it."""
         self.probe = None
+        self.upgrading = False
         self.ws = conn
         items, self.queue = self.queue, []
+        self.queued_bytes = 0
         for item in items:
             if item != "6":
                 conn.write_payload(item)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from engine.protocol import SioPacket, SioPacketType, encode_sio
+
 if TYPE_CHECKING:
     from engine._server import SocketServer
     from engine._session import EngineSession
+
+
+class ConnectionRefused(Exception):
+    """Raise from a connect handler to refuse: the client gets CONNECT_ERROR with ``message``."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
 
 
 class AckTimeout(TimeoutError):
@@ -19,9 +31,21 @@ class AckTimeout(TimeoutError):
 class Socket:
     """One client in one namespace. ``data`` holds what the connect middleware put there."""
 
-    __slots__ = ("id", "namespace", "session", "server", "data", "rooms", "connected", "__weakref__")
+    __slots__ = (
+        "id",
+        "namespace",
+        "session",
+        "server",
+        "data",
+        "rooms",
+        "connected",
+        "early",
+        "__weakref__",
+    )
 
-    def __init__(self, sid: str, namespace: str, session: EngineSession, server: SocketServer) -> None:
+    def __init__(
+        self, sid: str, namespace: str, session: EngineSession, server: SocketServer
+    ) -> None:
         self.id = sid
         self.namespace = namespace
         self.session = session
@@ -29,6 +53,9 @@ class Socket:
         self.data: dict[str, Any] = {}
         self.rooms: set[str] = set()
         self.connected = False
+        # Emits made by connect handlers, sent right after the CONNECT reply (the client would
+        # drop an event for a namespace it is not connected to yet).
+        self.early: list[list[str | bytes]] = []
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} ns={self.namespace} engine={self.session.sid}>"
@@ -41,19 +68,40 @@ class Socket:
     def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> bool:
         """Send ``event`` to this client; ``callback(*ack_args)`` runs when it acknowledges.
 
-        Returns False if the session could not take it (closed or slow).
+        From a connect handler, the event is held and sent right after the CONNECT reply (and
+        dropped if the connect is refused). Returns False if it was not sent: the socket is not
+        connected, or the session is closed or too slow (and then closed). Raises
+        ``TypeError`` for arguments that are not JSON-serialisable.
         """
-        ack_id = None
-        if callback is not None:
-            ack_id = self.server.register_ack(self.session, callback)
-        payloads = self.session.sio.emit(self.namespace, event, list(args), ack_id)
-        return self.session.send_message(payloads)
+        return self._send(event, args, callback) is not None
 
-    async def call(self, event: str, *args: Any, timeout: float = 10.0) -> tuple[Any, ...]:
+    def _send(
+        self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None
+    ) -> int | None:
+        """Emit; return the ack id (-1 without callback), or None if nothing was sent."""
+        session = self.session
+        ack_id = None if callback is None else self.server.register_ack(session, callback)
+        if self.is_connecting:
+            packet = SioPacket(SioPacketType.EVENT, self.namespace, [event, *args], ack_id)
+            self.early.append(encode_sio(packet))
+            return -1 if ack_id is None else ack_id
+        payloads = session.sio.emit(self.namespace, event, list(args), ack_id)
+        if payloads and session.send_message(payloads):
+            return -1 if ack_id is None else ack_id
+        if ack_id is not None and session.acks is not None:
+            session.acks.pop(ack_id, None)
+        return None
+
+    # The timeout is part of the ack contract, as in python-socketio's call().
+    async def call(self, event: str, *args: Any, timeout: float = 10.0) -> tuple[Any, ...]:  # noqa: ASYNC109
         """Emit ``event`` and wait for the client's ack; return its arguments.
 
-        Raises ``AckTimeout`` after ``timeout`` seconds.
+        Raises ``AckTimeout`` after ``timeout`` seconds, or at once if the emit could not be
+        sent (socket not connected, session closed or too slow). Raises ``RuntimeError`` in a
+        connect handler: the client cannot answer before the handler returns.
         """
+        if self.is_connecting:
+            raise RuntimeError("Socket.call() in a connect handler would wait for itself")
         result: list[tuple[Any, ...]] = []
         done = anyio.Event()
 
@@ -61,16 +109,31 @@ class Socket:
             result.append(values)
             done.set()
 
-        self.emit(event, *args, callback=on_ack)
-        with anyio.move_on_after(timeout):
-            await done.wait()
+        ack_id = self._send(event, args, on_ack)
+        if ack_id is None:
+            raise AckTimeout(f"{event!r} could not be sent to {self.id}: not connected")
+        try:
+            with anyio.move_on_after(timeout):
+                await done.wait()
+        finally:
+            acks = self.session.acks
+            if not result and acks is not None:
+                acks.pop(ack_id, None)  # a late ack then finds nothing to call
         if not result:
             raise AckTimeout(f"no ack for {event!r} from {self.id} within {timeout} s")
         return result[0]
 
+    @property
+    def is_connecting(self) -> bool:
+        """Whether the connect handlers are still deciding on this socket."""
+        return not self.connected and self.session.connecting.get(self.namespace) is self
+
     def join(self, room: str) -> None:
-        """Join ``room`` in this namespace."""
-        self.server.rooms.join(self, room)
+        """Join ``room`` in this namespace; a no-op once the socket is disconnected."""
+        # A handler that awaited past the client's departure must not leave a dead member
+        # behind: nothing would ever remove it.
+        if self.connected or self.is_connecting:
+            self.server.rooms.join(self, room)
 
     def leave(self, room: str) -> None:
         """Leave ``room``."""
@@ -79,3 +142,19 @@ class Socket:
     def disconnect(self) -> None:
         """Disconnect this namespace from the server side (the client sees ``io server disconnect``)."""
         self.server.disconnect_socket(self, "server namespace disconnect", notify=True)
+
+
+ConnectHandler = Callable[[Socket, dict[str, Any] | None], Awaitable[None] | None]
+EventHandler = Callable[..., Any]
+DisconnectHandler = Callable[[Socket, str], Awaitable[None] | None]
+
+
+@dataclass
+class Namespace:
+    """Handlers of one namespace."""
+
+    name: str
+    connect: list[ConnectHandler] = field(default_factory=list)
+    disconnect: list[DisconnectHandler] = field(default_factory=list)
+    events: dict[str, EventHandler] = field(default_factory=dict)
+    any_event: EventHandler | None = None

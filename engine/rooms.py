@@ -17,7 +17,7 @@ a broker that calls ``broadcast`` on every node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from engine.transport._frames import SharedFrame
@@ -72,22 +72,55 @@ class RoomHub:
         return [name for (ns, name) in self._rooms if ns == namespace]
 
     def targets(
-        self, namespace: str, rooms: Iterable[str], exclude: Iterable[str] = ()
-    ) -> Iterable[Socket]:
-        """Return the sockets in any of ``rooms`` and in none of the ``exclude`` rooms/sids."""
+        self,
+        namespace: str,
+        to: str | Iterable[str] | None,
+        skip: str | Iterable[str] = (),
+        by_id: Mapping[str, Socket] | None = None,
+    ) -> Collection[Socket]:
+        """Return the sockets an emit reaches, each once.
+
+        ``to`` names rooms or socket ids (a name that is a room is taken as the room); None
+        means every socket of ``namespace`` in ``by_id``. ``skip`` names rooms or socket ids to
+        leave out. The result is a fresh collection, so closing sessions while walking it is
+        safe. Raises nothing.
+        """
         table = self._rooms
-        names = rooms if isinstance(rooms, list | tuple) else list(rooms)
-        if len(names) == 1 and not exclude:
-            return tuple(table.get((namespace, names[0]), ()))
-        found: set[Socket] = set()
-        for name in names:
-            found.update(table.get((namespace, name), ()))
+        by_id = by_id if by_id is not None else {}
+        exclude = [skip] if isinstance(skip, str) else list(skip)
+        if to is None:
+            found = {s for s in by_id.values() if s.namespace == namespace}
+        else:
+            names = [to] if isinstance(to, str) else list(to)
+            if len(names) == 1 and not exclude:  # the hot path: one room, nobody skipped
+                members = table.get((namespace, names[0]))
+                if members:
+                    return tuple(members)
+                direct = by_id.get(names[0])
+                return (direct,) if direct is not None and direct.namespace == namespace else ()
+            found = set()
+            for name in names:
+                members = table.get((namespace, name))
+                if members:
+                    found.update(members)
+                else:
+                    direct = by_id.get(name)
+                    if direct is not None and direct.namespace == namespace:
+                        found.add(direct)
+        skip_ids: set[str] = set()
         for name in exclude:
-            found.difference_update(table.get((namespace, name), ()))
-            found = {s for s in found if s.id != name}
+            members = table.get((namespace, name))
+            if members:
+                found.difference_update(members)
+            else:
+                skip_ids.add(name)
+        if skip_ids:
+            found = {s for s in found if s.id not in skip_ids}
         return found
 
-    def broadcast(self, sockets: Iterable[Socket], text: str, shared: SharedFrame) -> list[EngineSession]:
+    def broadcast(
+        self, sockets: Iterable[Socket], text: str, shared: SharedFrame
+    ) -> list[EngineSession]:
         """Write one prebuilt packet to every socket; return the sessions that refused it."""
         failed: list[EngineSession] = []
         for socket in sockets:

@@ -28,6 +28,7 @@ from wsproto.extensions import PerMessageDeflate
 from engine.protocol import ProtocolError, decode_payload
 from engine.transport._frames import accept_key
 from engine.transport._io import close_socket, recv_some, send_all
+from engine.transport._session_ws import run_websocket
 from engine.transport._websocket import WebSocketConn
 
 if TYPE_CHECKING:
@@ -83,6 +84,10 @@ async def handle_connection(server: SocketServer, sock: socket.socket, remote: s
         await _try_send_error(conn, sock, exc.error_status_hint, BAD_REQUEST)
     except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
         pass
+    except Exception:
+        # A bug met by one connection is logged and ends that connection; letting it out
+        # would cancel the server's task group and drop every other client with it.
+        log.exception("connection from %s failed", remote)
     finally:
         close_socket(sock)
 
@@ -142,6 +147,10 @@ async def _respond(
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
+    if conn.their_state is h11.SEND_BODY:
+        # We answer without reading the request's body (a refusal), so this connection cannot
+        # carry another request: say so, or a keep-alive client would lose its next one.
+        headers.append((b"connection", b"close"))
     data = conn.send(h11.Response(status_code=status, headers=headers))
     data += conn.send(h11.Data(data=body)) if body else b""
     data += conn.send(h11.EndOfMessage())
@@ -159,7 +168,9 @@ async def _error(
     await _respond(conn, sock, status, body, _JSON, extra)
 
 
-async def _try_send_error(conn: h11.Connection, sock: socket.socket, status: int, error: tuple[int, str]) -> None:
+async def _try_send_error(
+    conn: h11.Connection, sock: socket.socket, status: int, error: tuple[int, str]
+) -> None:
     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
         try:
             await _error(conn, sock, error, status)
@@ -172,7 +183,13 @@ async def _route(
 ) -> bool:
     """Answer one request; return True if the socket became a websocket (and is done)."""
     options = server.options
-    if not request.path.startswith(options.path.rstrip("/")):
+    # Only POST carries a body; every other request is read to its end here, so keep-alive
+    # works (h11 starts the next cycle only once both sides are DONE) and an upgrade request
+    # reaches the PAUSED state h11 expects before the 101.
+    if request.method != "POST" and await _read_body(conn, sock, 0) is None:
+        await _error(conn, sock, BAD_REQUEST, 400)
+        return False
+    if request.path not in (options.path, options.path.rstrip("/")):
         await _respond(conn, sock, 404, b'{"error":"not found"}', _JSON)
         return False
     cors = _cors_headers(server, request)
@@ -182,11 +199,19 @@ async def _route(
         return False
     if request.method == "OPTIONS":
         allow = request.headers.get("access-control-request-headers", "content-type")
-        await _respond(conn, sock, 204, b"", _TEXT, cors + [
-            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-            (b"access-control-allow-headers", allow.encode("latin-1")),
-            (b"access-control-max-age", b"86400"),
-        ])
+        await _respond(
+            conn,
+            sock,
+            204,
+            b"",
+            _TEXT,
+            cors
+            + [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", allow.encode("latin-1")),
+                (b"access-control-max-age", b"86400"),
+            ],
+        )
         return False
     query = request.query
     if query.get("EIO") != "4":
@@ -206,7 +231,7 @@ async def _route(
         if request.method != "GET":
             await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
             return False
-        session, handshake = server.open_session(remote)
+        _, handshake = server.open_session(remote)
         await _respond(conn, sock, 200, handshake.encode(), _TEXT, cors)
         return False
     session = server.sessions.get(sid)
@@ -229,7 +254,9 @@ async def _route(
         raw = await _read_body(conn, sock, options.max_payload)
         if raw is None:
             server.close_session(session, "message too big", send_close=True)
-            await _respond(conn, sock, 413, b'{"code":3,"message":"Payload too large"}', _JSON, cors)
+            await _respond(
+                conn, sock, 413, b'{"code":3,"message":"Payload too large"}', _JSON, cors
+            )
             return False
         try:
             packets = decode_payload(raw.decode())
@@ -247,18 +274,29 @@ async def _route(
     return False
 
 
-def _negotiate_deflate(server: SocketServer, request: _Request) -> tuple[list[PerMessageDeflate] | None, str | None]:
+def _negotiate_deflate(
+    server: SocketServer, request: _Request
+) -> tuple[list[PerMessageDeflate] | None, str | None]:
     if not server.options.compression:
         return None, None
     offer = request.headers.get("sec-websocket-extensions", "")
     for item in offer.split(","):
         if item.strip().startswith("permessage-deflate"):
             bits = server.options.compression_window_bits
-            ext = PerMessageDeflate(client_no_context_takeover=True, server_no_context_takeover=True,
-                                    server_max_window_bits=bits)
+            ext = PerMessageDeflate(
+                client_no_context_takeover=True,
+                server_no_context_takeover=True,
+                server_max_window_bits=bits,
+            )
             accepted = ext.accept(item.strip())
-            if isinstance(accepted, str):
-                return [ext], accepted
+            # One deflated frame is shared by every connection, so a client asking for a
+            # smaller window than ours gets no compression rather than a frame of its own.
+            if accepted is None or accepted is False or ext.server_max_window_bits < bits:
+                continue
+            # accept() answers the parameters only; the header names the extension first.
+            return [ext], ext.name + (
+                "; " + accepted if isinstance(accepted, str) and accepted else ""
+            )
     return None, None
 
 
@@ -277,8 +315,11 @@ async def _upgrade(
             await _error(conn, sock, UNKNOWN_SID if session is None else BAD_REQUEST, 400)
             return False
     extensions, ext_header = _negotiate_deflate(server, request)
-    headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
-               (b"sec-websocket-accept", accept_key(key).encode())]
+    headers = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", accept_key(key).encode()),
+    ]
     if ext_header:
         headers.append((b"sec-websocket-extensions", ext_header.encode()))
     await send_all(sock, conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
@@ -292,7 +333,7 @@ async def _upgrade(
         threshold=server.options.compression_threshold,
         trailing=bytes(trailing),
     )
-    await server.run_websocket(ws, session, remote)
+    await run_websocket(server, ws, session, remote)
     return True
 
 

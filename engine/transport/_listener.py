@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -32,7 +33,7 @@ def bind_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
 
 async def serve_listener(
     sock: socket.socket,
-    handler: Callable[[socket.socket, str], Awaitable[None]],
+    handler: Callable[[socket.socket, str], Coroutine[Any, Any, None]],
     task_group: anyio.abc.TaskGroup,
 ) -> None:
     """Accept connections forever, starting ``handler(conn, "ip:port")`` for each in ``task_group``.

@@ -11,8 +11,12 @@ connection that fell behind by several frames catches up in one write). While an
 pending, later writes append behind it, which keeps the byte order.
 
 Pending bytes are bounded by ``limit``; a connection past it is a slow consumer: the outbox
-refuses further writes and calls ``on_overflow`` (the owner closes the connection). Nothing
-here ever waits on a slow peer on behalf of the broadcaster.
+drops what is pending, refuses further writes and calls ``on_overflow`` (the owner closes the
+connection). Nothing here ever waits on a slow peer on behalf of the broadcaster.
+
+A graceful close (``finish``) is the other way out: the last frame (the websocket close) goes
+behind whatever is pending, later writes are refused, and the socket is half-closed once the
+kernel has taken everything, so a peer that is merely behind still sees a clean close.
 
 Measured alternative: ``await stream.send()`` costs a checkpoint (a task switch on asyncio)
 per recipient; the direct ``send`` is the write path's floor (the kernel's own cost).
@@ -31,7 +35,16 @@ import anyio
 class Outbox:
     """Ordered, bounded, mostly-synchronous byte writer for one socket."""
 
-    __slots__ = ("_sock", "_pending", "_pending_bytes", "_limit", "_spawn", "_on_overflow", "closed")
+    __slots__ = (
+        "_sock",
+        "_pending",
+        "_pending_bytes",
+        "_limit",
+        "_spawn",
+        "_on_overflow",
+        "_dropped",
+        "closed",
+    )
 
     def __init__(
         self,
@@ -47,7 +60,8 @@ class Outbox:
         self._limit = limit
         self._spawn = spawn
         self._on_overflow = on_overflow
-        self.closed = False
+        self._dropped = False  # pending bytes were thrown away: nothing more goes out
+        self.closed = False  # no more writes accepted (pending ones may still drain)
 
     @property
     def pending_bytes(self) -> int:
@@ -84,9 +98,27 @@ class Outbox:
     def close(self) -> None:
         """Refuse further writes and drop what is pending (the socket is being closed)."""
         self.closed = True
+        self._dropped = True
         if self._pending is not None:
             self._pending.clear()
         self._pending_bytes = 0
+
+    def finish(self, last: bytes) -> None:
+        """Write ``last`` after everything pending, refuse later writes, then half-close.
+
+        Never blocks: if the kernel cannot take it all now, the flusher finishes the job.
+        """
+        if not self.closed:
+            self.write(last)  # an overflow here drops everything, which is what we want then
+            self.closed = True
+        if self._pending is None or self._dropped:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def _overflow(self) -> None:
         if not self.closed:
@@ -97,11 +129,13 @@ class Outbox:
         sock = self._sock
         pending = self._pending
         try:
-            while pending and not self.closed:
+            while pending and not self._dropped:
                 try:
                     await anyio.wait_writable(sock)
                 except (anyio.ClosedResourceError, OSError, ValueError):
                     self.close()
+                    return
+                if self._dropped:
                     return
                 data = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending.clear()
@@ -117,6 +151,8 @@ class Outbox:
                 self._pending_bytes = sum(map(len, pending))
         finally:
             # Back to the direct path only when everything went out.
-            if not self.closed and not pending:
+            if not self._dropped and not pending:
                 self._pending = None
                 self._pending_bytes = 0
+                if self.closed:  # finish() was called while we were behind
+                    self._shutdown()

@@ -8,6 +8,7 @@ same prebuilt bytes to every connection, which a per-connection encoder could no
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -39,7 +40,17 @@ class MessageTooBig(Exception):
 class WebSocketConn:
     """One upgraded socket. ``session`` is set once the Engine.IO session is bound to it."""
 
-    __slots__ = ("sock", "outbox", "deflate", "threshold", "window_bits", "closed", "session", "_scope", "_ws")
+    __slots__ = (
+        "sock",
+        "outbox",
+        "deflate",
+        "threshold",
+        "window_bits",
+        "closed",
+        "session",
+        "_scope",
+        "_ws",
+    )
 
     def __init__(
         self,
@@ -83,19 +94,22 @@ class WebSocketConn:
         return self.outbox.write(_frames.frame(payload, opcode))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame and half-close; the reader drops the socket after a short grace."""
+        """Send a close frame (behind anything still pending) and half-close once it is out.
+
+        The reader drops the socket after a short grace if the peer does not answer. Never
+        blocks; safe to call twice.
+        """
         if self.closed:
             return
         self.closed = True
-        if not self.outbox.closed and self.outbox.pending_bytes == 0:
-            self.outbox.write(_frames.close_frame(code, reason))
-        self.outbox.close()
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        if self._scope is not None:
-            self._scope.deadline = min(self._scope.deadline, anyio.current_time() + CLOSE_GRACE)
+        self.outbox.finish(_frames.close_frame(code, reason))
+        self.set_deadline(anyio.current_time() + CLOSE_GRACE)
+
+    def set_deadline(self, deadline: float, *, extend: bool = False) -> None:
+        """Make the reader stop at ``deadline`` (only ever earlier, unless ``extend``)."""
+        scope = self._scope
+        if scope is not None:
+            scope.deadline = deadline if extend else min(scope.deadline, deadline)
 
     def _on_overflow(self) -> None:
         session = self.session
@@ -112,35 +126,58 @@ class WebSocketConn:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def run(self, on_message: Callable[[WebSocketConn, str | bytes], Awaitable[None] | None], max_size: int) -> str:
-        """Read messages until the connection ends; return why it ended.
+    async def run(
+        self,
+        on_message: Callable[[WebSocketConn, str | bytes], Awaitable[None] | None],
+        max_size: int,
+        *,
+        deadline: float = math.inf,
+    ) -> str:
+        """Read messages until the connection ends or ``deadline``; return why it ended.
 
         ``on_message`` is called for each complete message; it may return an awaitable
         (awaited before reading on, which gives natural backpressure to a flooding client).
+        The socket is closed on return, and on cancellation too.
         """
         reason = "transport close"
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            try:
-                reason = await self._read_loop(on_message, max_size)
-            except MessageTooBig:
-                reason = "message too big"
-                self.close(1009, "message too big")
-            except (LocalProtocolError, RemoteProtocolError) as exc:
-                log.info("websocket protocol error from peer: %s", exc)
-                reason = "transport error"
-                self.close(1002, "protocol error")
-            except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                reason = "transport error"
-        if scope.cancelled_caught and not self.closed:
-            reason = "transport close"
-        self.closed = True
-        self.outbox.close()
-        close_socket(self.sock)
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                self._scope = scope
+                try:
+                    reason = await self._read_loop(on_message, max_size)
+                except MessageTooBig:
+                    reason = "message too big"
+                    self.close(1009, "message too big")
+                    await self._linger()
+                except (LocalProtocolError, RemoteProtocolError) as exc:
+                    log.info("websocket protocol error from peer: %s", exc)
+                    reason = "transport error"
+                    self.close(1002, "protocol error")
+                    await self._linger()
+                except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    reason = "transport error"
+            if scope.cancelled_caught and not self.closed:
+                reason = "timeout"
+        finally:
+            self._scope = None
+            self.closed = True
+            self.outbox.close()
+            close_socket(self.sock)
         return reason
 
+    async def _linger(self) -> None:
+        # After our close frame, give the peer the grace period to read it: closing the socket
+        # with its unread bytes in our receive buffer would send a RST that can destroy it.
+        try:
+            while await recv_some(self.sock):
+                pass
+        except (OSError, anyio.ClosedResourceError):
+            pass
+
     async def _read_loop(
-        self, on_message: Callable[[WebSocketConn, str | bytes], Awaitable[None] | None], max_size: int
+        self,
+        on_message: Callable[[WebSocketConn, str | bytes], Awaitable[None] | None],
+        max_size: int,
     ) -> str:
         ws = self._ws
         text_parts: list[str] = []
@@ -154,7 +191,9 @@ class WebSocketConn:
                         raise MessageTooBig
                     text_parts.append(event.data)
                     if event.message_finished:
-                        message: str | bytes = "".join(text_parts) if len(text_parts) > 1 else text_parts[0]
+                        message: str | bytes = (
+                            "".join(text_parts) if len(text_parts) > 1 else text_parts[0]
+                        )
                         text_parts.clear()
                         size = 0
                         result = on_message(self, message)
@@ -177,10 +216,15 @@ class WebSocketConn:
                         self.outbox.write(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     if not self.closed:
+                        # wsproto reports a frame it cannot parse as a close with 1002/1007/1009.
                         code = event.code if event.code not in (None, 1005, 1006) else 1000
-                        self.outbox.write(_frames.close_frame(code))
                         self.closed = True
-                    return "transport close"
+                        self.outbox.finish(_frames.close_frame(code))
+                    return (
+                        "transport close"
+                        if event.code in (1000, 1001, 1005, None)
+                        else "transport error"
+                    )
             data = await recv_some(self.sock)
             if not data:
                 return "transport close"

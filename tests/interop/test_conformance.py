@@ -24,20 +24,6 @@ WS_SIO = "/socket.io/?EIO=4&transport=websocket"
 WS_EIO = "/engine.io/?EIO=4&transport=websocket"
 HANDSHAKE_KEYS = {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
 
-# Deviations of the engine from the suites, kept as strict xfails: each starts failing loudly
-# (XPASS) the day the engine is fixed, and the marker goes.
-ENGINE_BUG_WS_UPGRADES = (
-    "engine bug: a session opened on websocket advertises upgrades ['websocket'] "
-    "(SocketServer.open_session does not know the transport); the suites expect []"
-)
-ENGINE_BUG_POLL_DURING_UPGRADE = (
-    "engine bug: a poll that arrives after 2probe is parked until the next packet (here the "
-    "ping, 300 ms later) instead of being answered with a noop '6' at once"
-)
-ENGINE_BUG_CLOSE_ANSWERS_CLOSE = (
-    "engine bug: when the client sends CLOSE ('1') over polling, the parked poll is answered "
-    "'1'; the suites expect a noop '6'"
-)
 
 
 @pytest.fixture
@@ -89,7 +75,6 @@ async def test_polling_handshake_values(port: int, http: httpx.AsyncClient, path
     )
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_WS_UPGRADES)
 @pytest.mark.parametrize("target", [WS_SIO, WS_EIO])
 async def test_websocket_handshake_offers_no_upgrade(port: int, target: str) -> None:
     async with await RawWebSocket.connect(port, target) as ws:
@@ -183,7 +168,6 @@ async def test_upgrade_ends_the_parked_poll_with_noop(port: int, http: httpx.Asy
     assert (await http.get(polling_url(port, EIO, sid))).status_code == 400
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_POLL_DURING_UPGRADE)
 async def test_poll_after_probe_gets_noop(port: int, http: httpx.AsyncClient) -> None:
     sid = await open_polling(http, port, EIO)
     async with await RawWebSocket.connect(port, f"{WS_EIO}&sid={sid}") as ws:
@@ -309,7 +293,6 @@ async def test_connect_timeout_closes_a_silent_session(port: int) -> None:
                 pass
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_CLOSE_ANSWERS_CLOSE)
 async def test_client_close_over_polling_answers_noop(port: int, http: httpx.AsyncClient) -> None:
     sid = await open_polling(http, port, SIO)
     results: dict[str, httpx.Response] = {}

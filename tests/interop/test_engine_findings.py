@@ -1,7 +1,6 @@
-"""Engine deviations found by the interop work, each as a minimal strict xfail.
+"""Regression tests for engine deviations the interop work found (all fixed).
 
-When the engine is fixed the test passes, strict xfail turns that into a failure, and the marker
-goes. The conformance-suite deviations live next to their suite expectation in test_conformance.
+The conformance-suite ones live next to their suite expectation in test_conformance.
 """
 
 from __future__ import annotations
@@ -40,12 +39,6 @@ async def _exchange(port: int, data: bytes, wait: float = 1.0) -> bytes:
     return received
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: after refusing a request whose body it did not read (POST handshake -> 400), "
-    "engine/transport/_http.py drops the keep-alive connection (start_next_cycle fails) without "
-    "'Connection: close', so a client reusing the connection loses its next request",
-)
 async def test_refused_request_with_body_keeps_or_announces_close(server: SocketServer) -> None:
     refused = b"POST /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
     follow_up = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -56,12 +49,6 @@ async def test_refused_request_with_body_keeps_or_announces_close(server: Socket
     assert b"connection: close" in first.lower() or b"HTTP/1.1 200" in rest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: on_connect handlers run before the CONNECT reply and Socket.emit there is "
-    "silently dropped (SioConnection.emit returns [] for a pending namespace); there is no "
-    "post-connect hook like Node's 'connection' event, so callers poll socket.connected",
-)
 async def test_emit_from_connect_handler_reaches_client(server: SocketServer) -> None:
     @server.on_connect("/")
     def greet(socket: Socket, auth: object) -> None:
