@@ -341,6 +341,24 @@ class Storage(ABC):
 
     # -- dead letters ----------------------------------------------------------------------
 
+    # -- recovery bookkeeping --------------------------------------------------------------
+
+    @abstractmethod
+    async def get_meta(self, key: str) -> str | None:
+        """Return the process-level value stored under ``key``, or None."""
+
+    @abstractmethod
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` (insert or replace), durably enough for a restart."""
+
+    @abstractmethod
+    async def recent_messages(self, *, window_seconds: float, limit: int = 5000) -> list[Message]:
+        """Messages of every tenant stored within ``window_seconds`` of the newest one.
+
+        Oldest first, at most ``limit``. Crash recovery re-announces them: what was announced
+        just before a crash may never have reached a client.
+        """
+
     @abstractmethod
     async def add_dead_letter(self, kind: str, payload: dict[str, Any], error: str) -> int:
         """Store a job that gave up; return its id."""

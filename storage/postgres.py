@@ -48,12 +48,13 @@ from ._records import (
     Unset,
     User,
 )
+from ._recovery import PostgresRecovery
 
 _RANK: Final = c.STATUS_RANK_SQL
 _SELECT_CONVERSATION: Final = CONVERSATION_SELECT.format(source="conversations")
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(PostgresRecovery, Storage):
     """Storage in a PostgreSQL database, optionally confined to one schema."""
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:

@@ -60,6 +60,7 @@ from ._records import (
     Unset,
     User,
 )
+from ._recovery import SQLiteRecovery
 from ._sqlite_support import (
     ACCOUNT_COLS,
     CONVERSATION_SELECT,
@@ -90,7 +91,7 @@ T = TypeVar("T")
 _RANK = c.STATUS_RANK_SQL
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SQLiteRecovery, Storage):
     """Storage in one SQLite file (or ``:memory:``); single node by nature."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, wal: bool = True) -> None:

@@ -184,3 +184,30 @@ async def test_record_inbound_is_tenant_isolated_and_all_or_nothing(storage: Sto
         await inbound(storage, "no-such-tenant", my_account.id, "wamid.3", T0)
     with pytest.raises(ValueError):
         await inbound(storage, mine.id, my_account.id, "wamid.4", datetime(2024, 5, 1))
+
+
+async def test_meta_round_trip(storage: Storage) -> None:
+    assert await storage.get_meta("lifecycle") is None
+    await storage.set_meta("lifecycle", "running")
+    await storage.set_meta("lifecycle", "stopped")
+    assert await storage.get_meta("lifecycle") == "stopped"
+
+
+async def test_recent_messages_is_the_tail_of_every_tenant(storage: Storage) -> None:
+    assert await storage.recent_messages(window_seconds=10) == []
+    a = await storage.create_tenant("A")
+    b = await storage.create_tenant("B")
+    wamids = []
+    for tenant in (a, b):
+        account = await storage.add_account(tenant.id, f"pn-recent-{tenant.id}")
+        for i in range(3):
+            wamid = f"wamid.recent.{tenant.id}.{i}"
+            wamids.append(wamid)
+            await storage.record_inbound(
+                tenant_id=tenant.id, account_id=account.id, phone_number="5511", contact_name=None,
+                whatsapp_message_id=wamid, type="TEXT", content=f"m{i}", metadata={},
+                timestamp=datetime.now(UTC),
+            )
+    recent = await storage.recent_messages(window_seconds=60)
+    assert [m.whatsapp_message_id for m in recent] == wamids
+    assert len(await storage.recent_messages(window_seconds=60, limit=2)) == 2
