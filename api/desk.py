@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zapline.desk")
 
+# meta key: "running" while a process serves, "stopped" after a clean shutdown.
+LIFECYCLE_KEY = "lifecycle"
+
 
 class UnknownMessage(Exception):
     """A status arrived for a message we do not know yet (retried, then dead-lettered)."""
@@ -81,19 +84,61 @@ class Desk:
         q.register("send", self.handle_send)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run intake, the done-marker and the start-up replay until cancelled."""
+        """Run intake, the done-marker and crash recovery until cancelled."""
         async with anyio.create_task_group() as tg:
             await tg.start(self.intake.run)
             tg.start_soon(self._mark_done_loop)
-            replayed = await self.replay_inbox()
-            if replayed:
-                log.info("replaying %d unprocessed inbox rows", replayed)
+            previous = await self.storage.get_meta(LIFECYCLE_KEY)
+            await self.storage.set_meta(LIFECYCLE_KEY, "running")
             task_status.started()
+            tg.start_soon(self.recover, previous == "running")
 
     async def aclose(self) -> None:
-        """Flush done-marks and close the Cloud API client."""
+        """Flush done-marks, record a clean stop, close the Cloud API client."""
         await self._flush_done()
+        try:
+            await self.storage.set_meta(LIFECYCLE_KEY, "stopped")
+        except Exception as exc:
+            log.warning("could not record the clean stop: %s", exc)
         await self.cloud.aclose()
+
+    async def recover(self, crashed: bool) -> None:
+        """Replay unfinished inbox rows, and after a crash re-announce the newest messages.
+
+        Both wait ``ZAPLINE_RECOVERY_GRACE`` seconds first: the agents' browsers lost their
+        sockets with the old process and announcements made before they reconnect reach no
+        one. After a crash, what was announced just before it may have died in an outbox, so
+        the messages stored in the last ``ZAPLINE_RECOVERY_WINDOW`` seconds are announced
+        again (at least once; a client may see one twice).
+        """
+        pending = await self.storage.inbox_pending(limit=1)
+        if not pending and not crashed:
+            return
+        settings = self.runtime.settings
+        log.info(
+            "recovering (%s): announcements resume in %.1f s",
+            "after a crash" if crashed else "unfinished inbox rows", settings.recovery_grace,
+        )
+        await anyio.sleep(settings.recovery_grace)
+        if crashed:
+            count = await self.reannounce_recent(settings.recovery_window)
+            log.info("re-announced %d messages stored just before the crash", count)
+        replayed = await self.replay_inbox()
+        if replayed:
+            log.info("replaying %d unprocessed inbox rows", replayed)
+
+    async def reannounce_recent(self, window_seconds: float) -> int:
+        """Announce again the messages stored within ``window_seconds`` of the newest one."""
+        messages = await self.storage.recent_messages(window_seconds=window_seconds)
+        conversations: dict[str, Conversation | None] = {}
+        for message in messages:
+            if message.conversation_id not in conversations:
+                conversations[message.conversation_id] = await self.storage.get_conversation(
+                    message.tenant_id, message.conversation_id)
+            conversation = conversations[message.conversation_id]
+            if conversation is not None:
+                self.announce_message(conversation, message)
+        return len(messages)
 
     async def replay_inbox(self) -> int:
         """Queue every pending inbox row again (after a crash or restart); return how many."""

@@ -28,7 +28,8 @@ def message_payload(message: Message, contact: Contact) -> dict[str, Any]:
         "whatsappMessageId": message.whatsapp_message_id,
         "direction": message.direction,
         "type": message.type,
-        "content": message.content,
+        # Media without a caption is stored with empty content; on the wire that is null.
+        "content": message.content or None,
         "metadata": message.metadata,
         "status": message.status,
         "error": message.error,
@@ -59,7 +60,7 @@ def last_message_summary(message: Message) -> dict[str, Any]:
         "id": message.id,
         "direction": message.direction,
         "type": message.type,
-        "content": message.content,
+        "content": message.content or None,
         "status": message.status,
         "timestamp": iso(message.timestamp),
     }

@@ -77,6 +77,8 @@ class Settings:
     send_rate: float = 80.0
     metrics_token: str | None = None
     drain_timeout: float = 10.0
+    recovery_grace: float = 5.0
+    recovery_window: float = 10.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -177,5 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         send_rate=_float(env, "ZAPLINE_SEND_RATE", 80.0),
         metrics_token=env.get("ZAPLINE_METRICS_TOKEN") or None,
         drain_timeout=_float(env, "ZAPLINE_DRAIN_TIMEOUT", 10.0),
+        recovery_grace=_float(env, "ZAPLINE_RECOVERY_GRACE", 5.0),
+        recovery_window=_float(env, "ZAPLINE_RECOVERY_WINDOW", 10.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )
