@@ -33,19 +33,19 @@ def test_round_trip() -> None:
         ),
         (
             jwt.encode(
-                {"sub": "u", "tenantId": "t", "exp": int(time.time()) + 60},
+                {"sub": "u", "tenantId": "t", "exp": int(time.time()) + 86400},
                 "other-secret-0123456789-0123456789",
                 algorithm="HS256",
             ),
             "invalid token signature",
         ),
         (
-            jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+            jwt.encode({"sub": "u", "exp": int(time.time()) + 86400}, SECRET, algorithm="HS256"),
             "no tenantId",
         ),
         (
             jwt.encode(
-                {"sub": "u", "tenantId": "t", "role": "root", "exp": int(time.time()) + 60},
+                {"sub": "u", "tenantId": "t", "role": "root", "exp": int(time.time()) + 86400},
                 SECRET,
                 algorithm="HS256",
             ),
@@ -62,7 +62,7 @@ def test_rejections_say_why(token: object, message: str) -> None:
 
 def test_none_algorithm_is_refused() -> None:
     unsigned = jwt.encode(
-        {"sub": "u", "tenantId": "t", "exp": int(time.time()) + 60}, None, algorithm="none"
+        {"sub": "u", "tenantId": "t", "exp": int(time.time()) + 86400}, None, algorithm="none"
     )
     with pytest.raises(AuthError):
         verify_token(SECRET, unsigned)
