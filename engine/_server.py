@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-``serve()`` owns one task group. In it run the accept loop, one task per TCP connection (HTTP
-requests, then the websocket reader if it upgrades), the heartbeat loop, handler tasks, and the
-on-demand outbox flushers. Nothing else starts tasks.
+``serve()`` owns one task group. In it run the accept loop, one task per TCP connection while
+it speaks HTTP, the reactor (one task reading every upgraded websocket, see
+``transport/_reactor.py``), the heartbeat loop, handler tasks, and the on-demand outbox
+flushers. Nothing else starts tasks.
 
 Incoming: a transport decodes Engine.IO packets and calls ``EngineSession.receive_packet``;
 Socket.IO events come out of the session's sans-IO ``SioConnection`` into ``dispatch_sio``,
@@ -17,11 +18,12 @@ yields, so it can be called from any task, including Quart request handlers on t
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,7 @@ import anyio
 import anyio.abc
 import orjson
 
+from engine._emit import encode_events, send_in_turn
 from engine._heartbeat import heartbeat_tick, run_heartbeat
 from engine._session import EngineSession
 from engine._socket import (
@@ -47,16 +50,14 @@ from engine.protocol import (
     DisconnectReceived,
     EventReceived,
     ProtocolError,
-    SioPacket,
-    SioPacketType,
-    encode_sio,
-    encode_sio_str,
     open_packet,
 )
 from engine.rooms import RoomHub
-from engine.transport._frames import SharedFrame
+from engine.transport._frames import SharedBatch, SharedFrame
 from engine.transport._http import handle_connection
 from engine.transport._listener import bind_socket, serve_listener
+from engine.transport._reactor import Reactor
+from engine.transport._session_ws import on_websocket_message, websocket_ended
 
 __all__ = ["ConnectionRefused", "Namespace", "ServerStats", "SocketServer"]
 
@@ -95,6 +96,9 @@ class SocketServer:
         self._scope: anyio.CancelScope | None = None
         self._listener: anyio.CancelScope | None = None
         self.ping_frame = SharedFrame(b"2")
+        self.reactor = Reactor(
+            functools.partial(on_websocket_message, self), functools.partial(websocket_ended, self)
+        )
 
     # -- registration ------------------------------------------------------------------------
 
@@ -171,6 +175,7 @@ class SocketServer:
                 self._tg = tg
                 self._scope = tg.cancel_scope
                 tg.start_soon(run_heartbeat, self)
+                tg.start_soon(self.reactor.run)
                 tg.start_soon(self._listen, sock, tg)
                 task_status.started(self.port)
         finally:
@@ -430,31 +435,47 @@ class SocketServer:
         number of sockets written to. Sessions too slow to take it are closed. Raises
         ``TypeError`` if ``args`` are not JSON-serialisable.
         """
-        packet = SioPacket(SioPacketType.EVENT, namespace, [event, *args])
+        return self.emit_many(((event, args),), to=to, skip=skip, namespace=namespace)
+
+    def emit_many(
+        self,
+        events: Sequence[tuple[str, tuple[Any, ...]]],
+        *,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] = (),
+        namespace: str = "/",
+    ) -> int:
+        """Send several ``(event, args)`` to the same sockets, in order, in one write each.
+
+        Same targets as ``emit``. Each event is encoded once, their frames are concatenated
+        once, and every websocket recipient gets the whole batch in a single ``send`` (polling
+        recipients get the packets queued). Never yields. Returns the number of sockets
+        written to. Raises ``TypeError`` if any args are not JSON-serialisable; nothing is
+        sent then.
+        """
+        if not events:
+            return 0
+        texts, binary = encode_events(events, namespace)
         targets = self.rooms.targets(namespace, to, skip, self.sockets)
-        try:
-            text = "4" + encode_sio_str(packet)
-        except TypeError:  # binary somewhere in args: attachments follow the header
-            return self._emit_binary(packet, targets, event)
-        shared = SharedFrame(text.encode(), window_bits=self.options.compression_window_bits)
-        failed = self.rooms.broadcast(targets, text, shared)
+        stats = self.stats
+        for event, _ in events:
+            stats.emitted[event] += 1
+        if binary:
+            reached, deliveries = send_in_turn(targets, texts, binary)
+            stats.deliveries += deliveries
+            return reached
+        bits = self.options.compression_window_bits
+        shared: SharedFrame | SharedBatch
+        if len(texts) == 1:
+            shared = SharedFrame(texts[0].encode(), window_bits=bits)
+        else:
+            shared = SharedBatch([SharedFrame(t.encode(), window_bits=bits) for t in texts])
+        failed = self.rooms.broadcast(targets, texts, shared)
         for session in failed:
             self.close_session(session, "slow consumer", send_close=False)
         delivered = len(targets) - len(failed)
-        self.stats.emitted[event] += 1
-        self.stats.deliveries += delivered
+        stats.deliveries += delivered * len(texts)
         return delivered
-
-    def _emit_binary(self, packet: SioPacket, targets: Iterable[Socket], event: str) -> int:
-        payloads = encode_sio(packet)
-        messages: list[str | bytes] = [("4" + p) if isinstance(p, str) else p for p in payloads]
-        count = 0
-        for socket in targets:
-            if socket.session.send_payloads(messages):
-                count += 1
-        self.stats.emitted[event] += 1
-        self.stats.deliveries += count
-        return count
 
     def heartbeat_tick(self, now: float) -> None:
         """Ping due sessions, close those past their pong deadline or connect timeout."""

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 import anyio
 
 from engine.protocol import EioPacket, EioPacketType, SioConnection
-from engine.transport._frames import SharedFrame
+from engine.transport._frames import SharedBatch, SharedFrame
 
 if TYPE_CHECKING:
     from engine._server import SocketServer
     from engine._socket import Socket
+    from engine.transport._outbox import Outbox
     from engine.transport._websocket import WebSocketConn
 
 log = logging.getLogger("zapline.engine")
@@ -59,6 +60,7 @@ class EngineSession:
         "connecting",
         "queued_bytes",
         "upgrading",
+        "out",
     )
 
     def __init__(self, sid: str, server: SocketServer, now: float, remote: str) -> None:
@@ -84,6 +86,9 @@ class EngineSession:
         self.connecting: dict[str, Socket] = {}
         self.queued_bytes = 0
         self.upgrading = False  # the probe got its 3probe; waiting for the client's "5"
+        # The websocket's outbox when its frames go out uncompressed: the broadcast loop writes
+        # the shared bytes straight into it (rooms.py). None while polling or with deflate.
+        self.out: Outbox | None = None
 
     @property
     def transport(self) -> str:
@@ -91,6 +96,11 @@ class EngineSession:
         return "websocket" if self.ws is not None else "polling"
 
     # -- sending -----------------------------------------------------------------------------
+
+    def use_websocket(self, ws: WebSocketConn) -> None:
+        """From now on everything goes out on ``ws``."""
+        self.ws = ws
+        self.out = None if ws.deflate else ws.outbox
 
     def send_shared(self, text: str, shared: SharedFrame) -> bool:
         """Send one prebuilt text packet; return False if the session cannot take it."""
@@ -101,6 +111,20 @@ class EngineSession:
             return False
         self.queue.append(text)
         self.queued_bytes += len(text)
+        return self._queued()
+
+    def send_batch(self, texts: list[str], batch: SharedFrame | SharedBatch) -> bool:
+        """Send prebuilt text packets (``batch`` holds their frames, in order).
+
+        Returns False if the session cannot take them.
+        """
+        ws = self.ws
+        if ws is not None:
+            return ws.write_shared(batch)
+        if self.closed:
+            return False
+        self.queue.extend(texts)
+        self.queued_bytes += sum(map(len, texts))
         return self._queued()
 
     def send_payloads(self, payloads: list[Payload]) -> bool:
@@ -177,7 +201,7 @@ class EngineSession:
         """The client sent ``5``: move the session to ``conn`` and flush the poll queue into it."""
         self.probe = None
         self.upgrading = False
-        self.ws = conn
+        self.use_websocket(conn)
         items, self.queue = self.queue, []
         self.queued_bytes = 0
         for item in items:

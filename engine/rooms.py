@@ -3,10 +3,11 @@
 Theory of operation
 -------------------
 A room is a set of sockets keyed by (namespace, name). A broadcast is built once by the caller
-(one Engine.IO text packet, one ``SharedFrame``); ``broadcast`` then walks the union of the
-target rooms and hands the same objects to each session. A websocket session writes the
-prebuilt bytes straight to its socket (see ``transport/_outbox.py``); a polling session queues
-the text. No per-recipient encoding, copy, task or await.
+(the Engine.IO text packets, and their frames concatenated in one ``SharedFrame`` or
+``SharedBatch``); ``broadcast`` then walks the target sockets and hands the same objects to
+each session. A websocket session writes the prebuilt bytes straight to its socket, one
+``send`` for the whole batch (see ``transport/_outbox.py``); a polling session queues the
+texts. No per-recipient encoding, copy, task or await.
 
 Sessions that refuse the write (closed, slow consumer) are collected and closed after the
 loop, so the loop never mutates the sets it walks.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from engine.transport._frames import SharedFrame
+from engine.transport._frames import SharedBatch, SharedFrame
 
 if TYPE_CHECKING:
     from engine._session import EngineSession
@@ -119,12 +120,27 @@ class RoomHub:
         return found
 
     def broadcast(
-        self, sockets: Iterable[Socket], text: str, shared: SharedFrame
+        self,
+        sockets: Iterable[Socket],
+        texts: list[str],
+        shared: SharedFrame | SharedBatch,
     ) -> list[EngineSession]:
-        """Write one prebuilt packet to every socket; return the sessions that refused it."""
+        """Write prebuilt packets to every socket; return the sessions that refused them.
+
+        ``texts`` are the Engine.IO text packets (what a polling session queues), ``shared``
+        their frames, in the same order (what a websocket gets, in one write).
+        """
+        # The hot loop of every fan-out: per recipient, two attribute loads and one call into
+        # the outbox (itself one ``send``). Polling and deflate sessions take the slow path.
         failed: list[EngineSession] = []
+        plain = shared.plain
         for socket in sockets:
             session = socket.session
-            if not session.send_shared(text, shared):
-                failed.append(session)
+            out = session.out
+            if out is not None:
+                if out.write(plain):
+                    continue
+            elif session.send_batch(texts, shared):
+                continue
+            failed.append(session)
         return failed

@@ -30,7 +30,6 @@ Each namespace of the session is in one of three states::
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -111,7 +110,9 @@ class SioConnection:
     def __init__(self, max_attachments: int = 10) -> None:
         """Start with no namespace joined; binary packets may carry ``max_attachments``."""
         self._decoder = SioDecoder(max_attachments)
-        self._events: deque[SioEvent] = deque()
+        # A list, not a deque: an empty deque allocates a 0.75 KB block, held by every idle
+        # connection, and this queue never holds more than the one message just received.
+        self._events: list[SioEvent] = []
         self._pending: set[str] = set()
         self._connected: set[str] = set()
 
@@ -157,7 +158,7 @@ class SioConnection:
             Nothing.
         """
         if self._events:
-            return self._events.popleft()
+            return self._events.pop(0)
         return NEED_DATA
 
     def accept(self, namespace: str, sid: str) -> list[str | bytes]:

@@ -28,7 +28,7 @@ from wsproto.extensions import PerMessageDeflate
 from engine.protocol import ProtocolError, decode_payload
 from engine.transport._frames import accept_key
 from engine.transport._io import close_socket, recv_some, send_all
-from engine.transport._session_ws import run_websocket
+from engine.transport._session_ws import attach_websocket
 from engine.transport._websocket import WebSocketConn
 
 if TYPE_CHECKING:
@@ -60,8 +60,13 @@ class _Request:
 
 
 async def handle_connection(server: SocketServer, sock: socket.socket, remote: str) -> None:
-    """Serve one accepted TCP connection until it closes or becomes a websocket."""
+    """Serve one accepted TCP connection until it closes or becomes a websocket.
+
+    An upgraded socket is handed to the server's reactor and this returns at once, so the
+    HTTP parser, the request and this task's frames are freed for the websocket's lifetime.
+    """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    upgraded = False
     try:
         while True:
             event = await _next_event(conn, sock)
@@ -89,7 +94,8 @@ async def handle_connection(server: SocketServer, sock: socket.socket, remote: s
         # would cancel the server's task group and drop every other client with it.
         log.exception("connection from %s failed", remote)
     finally:
-        close_socket(sock)
+        if not upgraded:
+            close_socket(sock)
 
 
 async def _next_event(conn: h11.Connection, sock: socket.socket) -> h11.Event | None:
@@ -324,16 +330,18 @@ async def _upgrade(
         headers.append((b"sec-websocket-extensions", ext_header.encode()))
     await send_all(sock, conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
     trailing, _closed = conn.trailing_data
+    options = server.options
     ws = WebSocketConn(
         sock,
-        outbox_limit=server.options.outbox_limit,
+        server.reactor,
+        outbox_limit=options.outbox_limit,
+        max_size=options.max_payload,
         spawn=server.spawn,
         extensions=extensions,  # type: ignore[arg-type]
-        window_bits=server.options.compression_window_bits,
-        threshold=server.options.compression_threshold,
-        trailing=bytes(trailing),
+        window_bits=options.compression_window_bits,
+        threshold=options.compression_threshold,
     )
-    await run_websocket(server, ws, session, remote)
+    attach_websocket(server, ws, session, remote, bytes(trailing))
     return True
 
 

@@ -18,8 +18,11 @@ A graceful close (``finish``) is the other way out: the last frame (the websocke
 behind whatever is pending, later writes are refused, and the socket is half-closed once the
 kernel has taken everything, so a peer that is merely behind still sees a clean close.
 
-Measured alternative: ``await stream.send()`` costs a checkpoint (a task switch on asyncio)
-per recipient; the direct ``send`` is the write path's floor (the kernel's own cost).
+Measured (``python -m bench.micro_write``: 200 loopback connections, a 512-byte frame, median
+of 30 rounds): a direct ``socket.send`` costs 5.9 us per recipient against 12.3 us for anyio's
+``await SocketStream.send()`` on asyncio + uvloop (trio: 5.8 vs 12.1 us; 1000 connections on
+asyncio: 6.9 vs 13.9 us). The direct call is the kernel's own cost, which is why the write
+path is a plain ``send`` and never an await.
 """
 
 from __future__ import annotations

@@ -25,50 +25,50 @@ if TYPE_CHECKING:
 log = logging.getLogger("zapline.engine")
 
 
-async def run_websocket(
-    server: SocketServer, ws: WebSocketConn, session: EngineSession | None, remote: str
+def attach_websocket(
+    server: SocketServer,
+    ws: WebSocketConn,
+    session: EngineSession | None,
+    remote: str,
+    trailing: bytes = b"",
 ) -> None:
-    """Drive an upgraded socket: a new websocket session (``session`` None) or a probe.
+    """Bind an upgraded socket to a new websocket session (``session`` None) or make it a probe.
 
-    Returns when the websocket is gone; the session is closed if it was riding on it.
+    Returns at once: from here the server's reactor reads the socket, and ``websocket_ended``
+    learns when it is gone. ``trailing`` bytes arrived with the upgrade request.
     """
-    max_payload = server.options.max_payload
-
-    def on_message(conn: WebSocketConn, message: str | bytes) -> None:
-        _on_message(server, conn, message)
-
     if session is None:
         session, _ = server.open_session(remote)
-        session.ws = ws
+        session.use_websocket(ws)
         ws.session = session
         ws.write_payload(server.handshake(session.sid, upgradable=False))
-        reason = "transport error"
-        try:
-            reason = await ws.run(on_message, max_payload)
-        finally:
-            server.close_session(session, reason, send_close=False)
+        ws.start(trailing)
         return
     if not session.begin_upgrade(ws):
         ws.abort()
         return
     ws.session = session
     # The deadline bounds the probe only: "5" lifts it (``_probe_packet``).
-    deadline = anyio.current_time() + server.options.upgrade_timeout
-    reason = "transport error"
-    try:
-        reason = await ws.run(on_message, max_payload, deadline=deadline)
-    finally:
-        if session.probe is ws:  # the upgrade never completed; the session goes on polling
-            session.probe = None
-            session.upgrading = False
-            ws.abort()
-            if reason == "timeout":
-                log.info("upgrade of %s timed out", session.sid)
-        elif session.ws is ws:
-            server.close_session(session, reason, send_close=False)
+    ws.set_deadline(anyio.current_time() + server.options.upgrade_timeout)
+    ws.start(trailing)
 
 
-def _on_message(server: SocketServer, ws: WebSocketConn, message: str | bytes) -> None:
+def websocket_ended(server: SocketServer, ws: WebSocketConn, reason: str) -> None:
+    """The reactor dropped ``ws``: close the session riding on it, or forget the probe."""
+    session = ws.session
+    if session is None:
+        return
+    if session.probe is ws:  # the upgrade never completed; the session goes on polling
+        session.probe = None
+        session.upgrading = False
+        if reason == "timeout":
+            log.info("upgrade of %s timed out", session.sid)
+    elif session.ws is ws:
+        server.close_session(session, reason, send_close=False)
+
+
+def on_websocket_message(server: SocketServer, ws: WebSocketConn, message: str | bytes) -> None:
+    """Apply one complete websocket message from the client (the reactor calls this)."""
     session = ws.session
     if session is None or session.closed:
         return

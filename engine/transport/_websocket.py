@@ -1,16 +1,19 @@
-"""A websocket connection after the HTTP upgrade: reads with wsproto, writes through an Outbox.
+"""A websocket connection after the HTTP upgrade: read by the reactor, written through an Outbox.
 
 Incoming frames (masked, possibly fragmented, control frames, permessage-deflate) are parsed by
 wsproto, a well-kept parser. Outgoing frames are ours (``_frames.py``): a broadcast writes the
 same prebuilt bytes to every connection, which a per-connection encoder could not do.
+
+There is no task per connection: the server's ``Reactor`` calls ``on_readable`` when the socket
+has bytes, and everything from there (parsing, the Engine.IO packet, the Socket.IO event) runs
+synchronously. The connection ends exactly once, through ``end``, which tells the reactor's
+``on_end`` why.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import socket
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -21,11 +24,14 @@ from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from engine.transport import _frames
-from engine.transport._io import close_socket, recv_some
+from engine.transport._io import RECV_SIZE, close_socket
 from engine.transport._outbox import Outbox
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from engine._session import EngineSession
+    from engine.transport._reactor import Reactor
 
 log = logging.getLogger("zapline.engine")
 
@@ -48,20 +54,27 @@ class WebSocketConn:
         "window_bits",
         "closed",
         "session",
-        "_scope",
+        "_reactor",
+        "_fd",
         "_ws",
+        "_parts",
+        "_size",
+        "_max_size",
+        "_linger",
+        "_ended",
     )
 
     def __init__(
         self,
         sock: socket.socket,
+        reactor: Reactor,
         *,
         outbox_limit: int,
+        max_size: int,
         spawn: Callable[..., object],
         extensions: list[Extension] | None,
         window_bits: int,
         threshold: int,
-        trailing: bytes,
     ) -> None:
         self.sock = sock
         self.outbox = Outbox(sock, limit=outbox_limit, spawn=spawn, on_overflow=self._on_overflow)
@@ -70,17 +83,32 @@ class WebSocketConn:
         self.window_bits = window_bits
         self.closed = False
         self.session: EngineSession | None = None
-        self._scope: anyio.CancelScope | None = None
+        self._reactor = reactor
+        self._fd = sock.fileno()
         self._ws = Connection(ConnectionType.SERVER, extensions=extensions)
+        self._parts: list[str] | list[bytes] | None = None  # a fragmented message so far
+        self._size = 0
+        self._max_size = max_size
+        self._linger: str | None = None  # we closed after an error: discard input, end later
+        self._ended = False
+
+    @property
+    def remote(self) -> str:
+        """The peer's address as the session knows it (``"?"`` before a session is bound)."""
+        return self.session.remote if self.session is not None else "?"
+
+    def start(self, trailing: bytes = b"") -> None:
+        """Hand the socket to the reactor; ``trailing`` bytes came with the upgrade request."""
+        self._reactor.add(self)
         if trailing:
-            self._ws.receive_data(trailing)
+            self._receive(trailing)
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_shared(self, shared: _frames.SharedFrame) -> bool:
-        """Write a prebuilt frame; False if closed or the peer is too slow."""
-        if self.deflate and len(shared.payload) >= self.threshold:
-            return self.outbox.write(shared.deflated)
+    def write_shared(self, shared: _frames.SharedFrame | _frames.SharedBatch) -> bool:
+        """Write a prebuilt frame or batch of frames; False if closed or the peer is too slow."""
+        if self.deflate:
+            return self.outbox.write(shared.for_deflate(self.threshold))
         return self.outbox.write(shared.plain)
 
     def write_payload(self, item: str | bytes) -> bool:
@@ -96,8 +124,8 @@ class WebSocketConn:
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (behind anything still pending) and half-close once it is out.
 
-        The reader drops the socket after a short grace if the peer does not answer. Never
-        blocks; safe to call twice.
+        The connection ends when the peer answers, or after ``CLOSE_GRACE`` seconds if it does
+        not. Never blocks; safe to call twice.
         """
         if self.closed:
             return
@@ -106,10 +134,9 @@ class WebSocketConn:
         self.set_deadline(anyio.current_time() + CLOSE_GRACE)
 
     def set_deadline(self, deadline: float, *, extend: bool = False) -> None:
-        """Make the reader stop at ``deadline`` (only ever earlier, unless ``extend``)."""
-        scope = self._scope
-        if scope is not None:
-            scope.deadline = deadline if extend else min(scope.deadline, deadline)
+        """End the connection at ``deadline`` (only ever earlier, unless ``extend``)."""
+        if not self._ended:
+            self._reactor.set_deadline(self, deadline, extend=extend)
 
     def _on_overflow(self) -> None:
         session = self.session
@@ -120,112 +147,95 @@ class WebSocketConn:
 
     def abort(self) -> None:
         """Drop the connection at once (no close handshake)."""
+        self.end("transport error")
+
+    def end(self, reason: str) -> None:
+        """Stop reading, close the socket and report ``reason`` to the reactor. Idempotent."""
+        if self._ended:
+            return
+        self._ended = True
         self.closed = True
         self.outbox.close()
+        self._reactor.drop(self, self._fd)
         close_socket(self.sock)
+        self._reactor.on_end(self, reason)
 
-    # -- reading -----------------------------------------------------------------------------
+    # -- reading (called by the reactor) -----------------------------------------------------
 
-    async def run(
-        self,
-        on_message: Callable[[WebSocketConn, str | bytes], Awaitable[None] | None],
-        max_size: int,
-        *,
-        deadline: float = math.inf,
-    ) -> str:
-        """Read messages until the connection ends or ``deadline``; return why it ended.
+    def on_deadline(self) -> None:
+        """The deadline passed: a probe timed out, or the peer never answered our close."""
+        if self._linger is not None:
+            self.end(self._linger)
+        else:
+            self.end("transport close" if self.closed else "timeout")
 
-        ``on_message`` is called for each complete message; it may return an awaitable
-        (awaited before reading on, which gives natural backpressure to a flooding client).
-        The socket is closed on return, and on cancellation too.
-        """
-        reason = "transport close"
+    def on_readable(self) -> None:
+        """Read what the socket has and act on it; never blocks, never raises ``OSError``."""
         try:
-            with anyio.CancelScope(deadline=deadline) as scope:
-                self._scope = scope
-                try:
-                    reason = await self._read_loop(on_message, max_size)
-                except MessageTooBig:
-                    reason = "message too big"
-                    self.close(1009, "message too big")
-                    await self._linger()
-                except (LocalProtocolError, RemoteProtocolError) as exc:
-                    log.info("websocket protocol error from peer: %s", exc)
-                    reason = "transport error"
-                    self.close(1002, "protocol error")
-                    await self._linger()
-                except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    reason = "transport error"
-            if scope.cancelled_caught and not self.closed:
-                reason = "timeout"
-        finally:
-            self._scope = None
-            self.closed = True
-            self.outbox.close()
-            close_socket(self.sock)
-        return reason
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.end(self._linger or "transport error")
+            return
+        if not data:
+            self.end(self._linger or "transport close")
+        elif self._linger is None:
+            self._receive(data)
+        # Lingering: after our close frame, the peer gets the grace period to read it; closing
+        # the socket with its unread bytes in our receive buffer would send a RST.
 
-    async def _linger(self) -> None:
-        # After our close frame, give the peer the grace period to read it: closing the socket
-        # with its unread bytes in our receive buffer would send a RST that can destroy it.
+    def _receive(self, data: bytes) -> None:
         try:
-            while await recv_some(self.sock):
-                pass
-        except (OSError, anyio.ClosedResourceError):
-            pass
+            self._ws.receive_data(data)
+            reason = self._events()
+        except MessageTooBig:
+            self._fail(1009, "message too big", "message too big")
+            return
+        except (LocalProtocolError, RemoteProtocolError) as exc:
+            log.info("websocket protocol error from %s: %s", self.remote, exc)
+            self._fail(1002, "protocol error", "transport error")
+            return
+        if reason is not None:
+            self.end(reason)
 
-    async def _read_loop(
-        self,
-        on_message: Callable[[WebSocketConn, str | bytes], Awaitable[None] | None],
-        max_size: int,
-    ) -> str:
-        ws = self._ws
-        text_parts: list[str] = []
-        byte_parts: list[bytes] = []
-        size = 0
-        while True:
-            for event in ws.events():
-                if isinstance(event, TextMessage):
-                    size += len(event.data)
-                    if size > max_size:
-                        raise MessageTooBig
-                    text_parts.append(event.data)
-                    if event.message_finished:
-                        message: str | bytes = (
-                            "".join(text_parts) if len(text_parts) > 1 else text_parts[0]
-                        )
-                        text_parts.clear()
-                        size = 0
-                        result = on_message(self, message)
-                        if result is not None:
-                            await result
-                elif isinstance(event, BytesMessage):
-                    size += len(event.data)
-                    if size > max_size:
-                        raise MessageTooBig
-                    byte_parts.append(bytes(event.data))
-                    if event.message_finished:
-                        message = b"".join(byte_parts)
-                        byte_parts.clear()
-                        size = 0
-                        result = on_message(self, message)
-                        if result is not None:
-                            await result
-                elif isinstance(event, Ping):
-                    if not self.closed:
-                        self.outbox.write(ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    if not self.closed:
-                        # wsproto reports a frame it cannot parse as a close with 1002/1007/1009.
-                        code = event.code if event.code not in (None, 1005, 1006) else 1000
-                        self.closed = True
-                        self.outbox.finish(_frames.close_frame(code))
-                    return (
-                        "transport close"
-                        if event.code in (1000, 1001, 1005, None)
-                        else "transport error"
-                    )
-            data = await recv_some(self.sock)
-            if not data:
-                return "transport close"
-            ws.receive_data(data)
+    def _fail(self, code: int, text: str, reason: str) -> None:
+        self._linger = reason
+        self.close(code, text)
+
+    def _events(self) -> str | None:
+        """Deliver wsproto's events; return why the connection ended, or None."""
+        for event in self._ws.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                data = event.data
+                self._size += len(data)
+                if self._size > self._max_size:
+                    raise MessageTooBig
+                if event.message_finished and self._parts is None:
+                    message: str | bytes = data if isinstance(data, str) else bytes(data)
+                else:
+                    parts: list[str | bytes] = self._parts or []  # type: ignore[assignment]
+                    parts.append(data if isinstance(data, str) else bytes(data))
+                    self._parts = parts  # type: ignore[assignment]
+                    if not event.message_finished:
+                        continue
+                    message = "".join(parts) if isinstance(data, str) else b"".join(parts)  # type: ignore[arg-type]
+                    self._parts = None
+                self._size = 0
+                if not self.closed:
+                    self._reactor.on_message(self, message)
+            elif isinstance(event, Ping):
+                if not self.closed:
+                    self.outbox.write(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if not self.closed:
+                    # wsproto reports a frame it cannot parse as a close with 1002/1007/1009.
+                    code = event.code if event.code not in (None, 1005, 1006) else 1000
+                    self.closed = True
+                    self.outbox.finish(_frames.close_frame(code))
+                return (
+                    "transport close"
+                    if event.code in (1000, 1001, 1005, None)
+                    else "transport error"
+                )
+        return None
