@@ -18,6 +18,7 @@ the worker calls the Cloud API and records SENT with the returned id, or FAILED.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,8 @@ class Desk:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.storage = runtime.storage
-        self.engine = runtime.engine
+        # Emits go through the fan-out: local sockets, and other nodes when Redis is set.
+        self.engine = runtime.fanout if runtime.fanout is not None else runtime.engine
         self.queue = runtime.queue
         self.accounts = AccountCache(runtime.storage)
         settings = runtime.settings
@@ -69,6 +71,9 @@ class Desk:
             rate_per_second=settings.send_rate,
         )
         self.intake = InboxWriter(runtime.storage)
+        # One lifecycle record per node, so a second node starting is not taken for a crash.
+        node = settings.node_id or f"{socket.gethostname()}:{settings.port}"
+        self.lifecycle_key = f"{LIFECYCLE_KEY}:{node}"
         self._progress: dict[int, _InboxProgress] = {}
         self._done_ids: list[int] = []
         self._done_wakeup = anyio.Event()
@@ -88,8 +93,8 @@ class Desk:
         async with anyio.create_task_group() as tg:
             await tg.start(self.intake.run)
             tg.start_soon(self._mark_done_loop)
-            previous = await self.storage.get_meta(LIFECYCLE_KEY)
-            await self.storage.set_meta(LIFECYCLE_KEY, "running")
+            previous = await self.storage.get_meta(self.lifecycle_key)
+            await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
             tg.start_soon(self.recover, previous == "running")
 
@@ -97,7 +102,7 @@ class Desk:
         """Flush done-marks, record a clean stop, close the Cloud API client."""
         await self._flush_done()
         try:
-            await self.storage.set_meta(LIFECYCLE_KEY, "stopped")
+            await self.storage.set_meta(self.lifecycle_key, "stopped")
         except Exception as exc:
             log.warning("could not record the clean stop: %s", exc)
         await self.cloud.aclose()
@@ -207,16 +212,29 @@ class Desk:
             await self.storage.inbox_mark([inbox_id], state)
             return
         self._progress[inbox_id] = _InboxProgress(jobs, replay, received)
-        for message in routable_messages:
-            key = f"c:{message.phone_number_id}:{message.wa_id}"
-            await self.queue.put("inbound", (inbox_id, message), key=key, priority=Priority.MESSAGE)
-        for status in routable_statuses:
-            await self.queue.put(
-                "status",
-                (inbox_id, status),
-                key=f"m:{status.whatsapp_message_id}",
-                priority=Priority.STATUS,
-            )
+        try:
+            for message in routable_messages:
+                key = f"c:{message.phone_number_id}:{message.wa_id}"
+                await self.queue.put("inbound", (inbox_id, message), key=key, priority=Priority.MESSAGE)
+            for status in routable_statuses:
+                key = f"m:{status.whatsapp_message_id}"
+                await self.queue.put("status", (inbox_id, status), key=key, priority=Priority.STATUS)
+        except QueueClosed:
+            # Draining: this webhook was acknowledged, so finish it here, in order. A part that
+            # fails leaves the row pending (never "failed"): the next start replays it.
+            await self._finish_inline(inbox_id, routable_messages, routable_statuses)
+
+    async def _finish_inline(
+        self, inbox_id: int, messages: list[InboundMessage], statuses: list[StatusUpdate]
+    ) -> None:
+        try:
+            for message in messages:
+                await self.handle_inbound((inbox_id, message))
+            for status in statuses:
+                await self.handle_status((inbox_id, status))
+        except Exception as exc:
+            self._progress.pop(inbox_id, None)
+            log.info("inbox %d left pending for the next start: %s", inbox_id, exc)
 
     def _finished(self, inbox_id: int) -> None:
         progress = self._progress.get(inbox_id)

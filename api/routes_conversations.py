@@ -162,6 +162,8 @@ async def send_message(conversation_id: str) -> Any:
     if not isinstance(metadata, dict):
         return error(400, "metadata must be an object")
     runtime = runtime_of(current_app)
+    if runtime.draining:
+        return error(503, "shutting down; retry later")
     tenant_id = claims().tenant_id
     conversation = await runtime.storage.get_conversation(tenant_id, conversation_id)
     if conversation is None:

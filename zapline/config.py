@@ -78,6 +78,8 @@ class Settings:
     metrics_token: str | None = None
     drain_timeout: float = 10.0
     recovery_grace: float = 5.0
+    broker_channel: str = "zapline:fanout"
+    node_id: str = ""
     recovery_window: float = 10.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
@@ -180,6 +182,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         metrics_token=env.get("ZAPLINE_METRICS_TOKEN") or None,
         drain_timeout=_float(env, "ZAPLINE_DRAIN_TIMEOUT", 10.0),
         recovery_grace=_float(env, "ZAPLINE_RECOVERY_GRACE", 5.0),
+        broker_channel=_get(env, "ZAPLINE_BROKER_CHANNEL", "zapline:fanout"),
+        node_id=_get(env, "ZAPLINE_NODE_ID", ""),
         recovery_window=_float(env, "ZAPLINE_RECOVERY_WINDOW", 10.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine import ConnectionRefused, Socket, SocketServer
+from zapline import logs
 from zapline.auth import AuthError, verify_token
 
 log = logging.getLogger("zapline.realtime")
@@ -47,6 +48,8 @@ def attach_realtime(
             claims = verify_token(jwt_secret, token)
         except AuthError as exc:
             raise ConnectionRefused(str(exc)) from None
+        logs.socket_id.set(socket.id)
+        logs.tenant_id.set(claims.tenant_id)
         socket.data["userId"] = claims.user_id
         socket.data["tenantId"] = claims.tenant_id
         socket.data["role"] = claims.role
@@ -54,6 +57,8 @@ def attach_realtime(
         socket.join(user_room(claims.user_id))
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
+        logs.socket_id.set(socket.id)
+        logs.tenant_id.set(socket.data.get("tenantId"))
         if isinstance(conversation_id, dict):
             conversation_id = conversation_id.get("conversationId") or conversation_id.get("id")
         if not isinstance(conversation_id, str) or not conversation_id:

@@ -42,6 +42,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     services: dict[str, Any] = field(default_factory=dict)
     metrics: Any = None
+    fanout: Any = None
 
     async def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
         """True if ``conversation_id`` belongs to ``tenant_id``."""
@@ -127,6 +128,10 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         )
         runtime.metrics = Metrics(runtime)
         attach_realtime(engine, settings.jwt_secret, runtime.conversation_exists)
+        from zapline.fanout import Fanout, make_broker
+
+        runtime.fanout = services["fanout"] = Fanout(
+            engine, make_broker(settings.redis_url, channel=settings.broker_channel))
         if settings.demo:
             from zapline.demo import seed_demo
 
@@ -215,7 +220,7 @@ def _print_banner(runtime: Runtime) -> None:
     )
     print(line, file=sys.stderr, flush=True)
     token = runtime.services.get("demo_token")
-    if token:
+    if token and s.is_dev:
         from zapline.demo import demo_instructions
 
         print(demo_instructions(s, token), file=sys.stderr, flush=True)

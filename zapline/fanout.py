@@ -1,0 +1,118 @@
+"""Emits that reach every node: the local engine now, the other nodes through the broker.
+
+The desk emits through ``Fanout.emit`` instead of ``SocketServer.emit``. Locally it is the
+same call (synchronous, never yields, encodes once); the broker then carries a copy to every
+other node, whose ``Fanout.deliver`` emits it to that node's sockets. Which broker runs follows
+``REDIS_URL``: unset means one node and the single-node ``MemoryBroker``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from engine import SocketServer
+from engine.broker import BroadcastMessage, Broker, BrokerStatistics
+from engine.broker_memory import MemoryBroker
+
+__all__ = ["DEFAULT_CHANNEL", "Fanout", "make_broker"]
+
+DEFAULT_CHANNEL = "zapline:fanout"
+
+log = logging.getLogger("zapline.fanout")
+
+
+def make_broker(
+    redis_url: str | None, *, channel: str = DEFAULT_CHANNEL, node_id: str | None = None
+) -> Broker:
+    """Return the broker for ``redis_url``: a ``RedisBroker``, or a ``MemoryBroker`` for None.
+
+    ``channel`` is global to the Redis server (Pub/Sub ignores database numbers): deployments
+    that share one Redis need one channel each. Raises nothing; a wrong URL shows up as
+    ``BrokerUnavailable`` when the broker runs.
+    """
+    if not redis_url:
+        return MemoryBroker(node_id=node_id)
+    # Imported here so a single-node install never loads redis-py.
+    from engine.broker_redis import RedisBroker
+
+    return RedisBroker(redis_url, channel=channel, node_id=node_id)
+
+
+class Fanout:
+    """One node's emit for the whole cluster: local engine + broker."""
+
+    def __init__(self, engine: SocketServer, broker: Broker) -> None:
+        self.engine = engine
+        self.broker = broker
+        # Bound now: a remote message must reach the engine's own emit, whatever later code
+        # may route through this object.
+        self._local_emit = engine.emit
+
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] = (),
+        namespace: str = "/",
+    ) -> int:
+        """Emit ``event`` on this node and queue it for every other node.
+
+        Same arguments as ``SocketServer.emit``; synchronous, never yields. Returns the number
+        of LOCAL sockets written to (other nodes count their own). Raises ``TypeError`` if
+        ``args`` are not JSON-serialisable (binary arguments cannot cross nodes), before
+        anything was sent anywhere.
+        """
+        message = BroadcastMessage.for_emit(
+            self.broker.node_id, event, args, to=to, skip=skip, namespace=namespace
+        )
+        self.broker.publish_nowait(message)
+        return self._local_emit(
+            event, *args, to=message.rooms, skip=message.skip, namespace=namespace
+        )
+
+    def deliver(self, message: BroadcastMessage) -> None:
+        """Emit a message from another node to this node's sockets; returns nothing.
+
+        Raises what ``SocketServer.emit`` raises (the broker logs it and carries on).
+        """
+        self._local_emit(
+            message.event,
+            *message.args,
+            to=message.rooms,
+            skip=message.skip,
+            namespace=message.namespace,
+        )
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the broker with ``deliver`` until cancelled; ``started()`` once it is subscribed.
+
+        Raises ``BrokerUnavailable`` if the broker cannot make its first connection.
+        """
+        await self.broker.run(self.deliver, task_status=task_status)
+
+    async def aclose(self, grace: float = 1.0) -> None:
+        """Give the broker up to ``grace`` seconds to send what is pending; returns nothing.
+
+        The runtime calls this after the queues drained and before the engine closes, so the
+        emits of the last jobs still reach the other nodes. Raises nothing.
+        """
+        for _ in range(max(1, int(grace / 0.01))):
+            if not self.broker.statistics().pending:
+                return
+            await anyio.sleep(0.01)
+        log.warning(
+            "fan-out: %d messages not sent to other nodes at shutdown",
+            self.broker.statistics().pending,
+        )
+
+    def statistics(self) -> BrokerStatistics:
+        """Return the broker's counters (for /api/stats and metrics)."""
+        return self.broker.statistics()
