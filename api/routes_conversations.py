@@ -131,7 +131,7 @@ async def update_conversation(conversation_id: str) -> Any:
         updates["stage"] = conversation.stage
     if assignee is not UNSET:
         updates["assigneeId"] = conversation.assignee_id
-    runtime.engine.emit(
+    runtime.fanout.emit(
         "conversation:updated",
         {
             "conversationId": conversation.id,
