@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -344,11 +343,3 @@ async def _upgrade(
     attach_websocket(server, ws, session, remote, bytes(trailing))
     return True
 
-
-def listener_handler(server: SocketServer) -> Callable[[socket.socket, str], object]:
-    """Return the per-connection coroutine function the listener starts."""
-
-    async def handler(sock: socket.socket, remote: str) -> None:
-        await handle_connection(server, sock, remote)
-
-    return handler

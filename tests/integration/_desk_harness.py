@@ -460,3 +460,21 @@ async def get_all_pages(
         if not cursor:
             return items
     raise AssertionError("pagination did not end")
+
+
+async def stored_wamids(
+    http: httpx.AsyncClient, server: ZaplineServer, tenant: Tenant
+) -> list[str]:
+    """Every stored message's wamid of ``tenant``, through the API."""
+    api, token = server.api_url, tenant.token
+    conversations = await get_all_pages(
+        http, f"{api}/api/conversations", token, "conversations", limit=200, cursor_param="cursor"
+    )
+    stored: list[str] = []
+    for conversation in conversations:
+        url = f"{api}/api/conversations/{conversation['id']}/messages"
+        messages = await get_all_pages(
+            http, url, token, "messages", limit=200, cursor_param="before"
+        )
+        stored += [m["whatsappMessageId"] for m in messages]
+    return stored

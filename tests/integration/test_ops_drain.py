@@ -33,8 +33,8 @@ from _desk_harness import (
     auth,
     connect_client,
     create_tenant,
-    get_all_pages,
     post_webhook,
+    stored_wamids,
 )
 
 from api.whatsapp import text_message_webhook
@@ -288,21 +288,3 @@ async def test_a_second_signal_during_the_drain_exits_at_once(tmp_path: Path) ->
         except subprocess.TimeoutExpired:
             raise AssertionError(f"alive 2 s after a second signal:\n{server.log_tail()}") from None
     assert "second signal" in server.log_tail(), server.log_tail()
-
-
-async def stored_wamids(
-    http: httpx.AsyncClient, server: ZaplineServer, tenant: Tenant
-) -> list[str]:
-    """Every stored message's wamid of ``tenant``, through the API."""
-    api, token = server.api_url, tenant.token
-    conversations = await get_all_pages(
-        http, f"{api}/api/conversations", token, "conversations", limit=200, cursor_param="cursor"
-    )
-    stored: list[str] = []
-    for conversation in conversations:
-        url = f"{api}/api/conversations/{conversation['id']}/messages"
-        messages = await get_all_pages(
-            http, url, token, "messages", limit=200, cursor_param="before"
-        )
-        stored += [m["whatsappMessageId"] for m in messages]
-    return stored

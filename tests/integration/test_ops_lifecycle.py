@@ -30,7 +30,7 @@ from _desk_harness import (
     ZaplineServer,
     connect_client,
     create_tenant,
-    get_all_pages,
+    stored_wamids,
 )
 
 from api.whatsapp import sign, text_message_webhook
@@ -153,24 +153,6 @@ async def run_scenario(run: SigtermRun, http: httpx.AsyncClient) -> None:
             for i in range(TOTAL):
                 await slots.acquire()
                 tg.start_soon(deliver, i, slots)
-
-
-async def stored_wamids(
-    http: httpx.AsyncClient, server: ZaplineServer, tenant: Tenant
-) -> list[str]:
-    """Every stored message's wamid of ``tenant``, through the API."""
-    api, token = server.api_url, tenant.token
-    conversations = await get_all_pages(
-        http, f"{api}/api/conversations", token, "conversations", limit=200, cursor_param="cursor"
-    )
-    stored: list[str] = []
-    for conversation in conversations:
-        url = f"{api}/api/conversations/{conversation['id']}/messages"
-        messages = await get_all_pages(
-            http, url, token, "messages", limit=200, cursor_param="before"
-        )
-        stored += [m["whatsappMessageId"] for m in messages]
-    return stored
 
 
 @pytest.fixture(
