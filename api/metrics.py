@@ -67,6 +67,11 @@ class _RuntimeCollector(Collector):
             "zapline_deliveries", "Packets written to sockets by emits", value=stats.deliveries
         )
         yield CounterMetricFamily(
+            "zapline_socket_writes",
+            "Writes to sockets by emits; deliveries per write is how much emits were batched",
+            value=stats.writes,
+        )
+        yield CounterMetricFamily(
             "zapline_events_received", "Events received from clients", value=stats.received_events
         )
         yield CounterMetricFamily(

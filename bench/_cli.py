@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default {','.join(map(str, SATURATE_RATES))})")  # fmt: skip
     p.add_argument("--messages", type=int, default=20, help="broadcast: messages to send")
     p.add_argument("--contacts", type=int, default=10, help="contacts (conversations) per tenant")
-    p.add_argument("--connections", type=int, default=8, help="keep-alive connections for POSTs")
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=32,
+        help="keep-alive connections for POSTs (Meta posts concurrently; each connection waits "
+        "for its answer, so N connections cap the rate at N / response time)",
+    )
     p.add_argument("--target", choices=("zapline", "baseline"), default="zapline")
     p.add_argument("--baseline", choices=("python-socketio",),
                    help="also run the baseline in the same run and print Zapline/baseline ratios")  # fmt: skip
@@ -157,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         for index, scenario in enumerate(scenarios, 1):
             if len(scenarios) > 1:
                 print(f"# [{index}/{len(scenarios)}] {scenario}", file=sys.stderr, flush=True)
-            results += _run_scenario(argparse.Namespace(**{**vars(args), "scenario": scenario}), opts)
+            results += _run_scenario(
+                argparse.Namespace(**{**vars(args), "scenario": scenario}), opts
+            )
     except RuntimeError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

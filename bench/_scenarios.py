@@ -37,7 +37,7 @@ class Options:
     rates: list[int] = field(default_factory=lambda: list(SATURATE_RATES))
     messages: int = 20
     contacts: int = 10
-    connections: int = 8
+    connections: int = 32
     concurrency: int = 200
     quiet_s: float = 3.0
     drain_timeout_s: float = 30.0

@@ -4,16 +4,15 @@ Theory of operation
 -------------------
 ``serve()`` owns one task group. In it run the accept loop, one task per TCP connection while
 it speaks HTTP, the reactor (one task reading every upgraded websocket, see
-``transport/_reactor.py``), the heartbeat loop, handler tasks, and the on-demand outbox
-flushers. Nothing else starts tasks.
+``transport/_reactor.py``), the heartbeat loop, the deferred-emit flusher (``_coalesce.py``),
+handler tasks, and the on-demand outbox flushers. Nothing else starts tasks.
 
 Incoming: a transport decodes Engine.IO packets and calls ``EngineSession.receive_packet``;
 Socket.IO events come out of the session's sans-IO ``SioConnection`` into ``dispatch_sio``,
 which starts a task per connect request and per event handler (handlers may await; the reader
 must not, or a handler awaiting an ack from its own client would deadlock).
 
-Outgoing: ``emit`` encodes once and writes to many (``rooms.py``); it is synchronous and never
-yields, so it can be called from any task, including Quart request handlers on the same loop.
+Outgoing: ``emit`` encodes once and writes to many (``rooms.py``), synchronously, from any task.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import inspect
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ import anyio
 import anyio.abc
 import orjson
 
+from engine._coalesce import Coalescer
 from engine._emit import encode_events, send_in_turn
 from engine._heartbeat import heartbeat_tick, run_heartbeat
 from engine._session import EngineSession
@@ -73,6 +73,7 @@ class ServerStats:
     disconnects: Counter[str] = field(default_factory=Counter)
     emitted: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
+    writes: int = 0  # one per recipient per write: deliveries / writes is the batching
     slow_consumers: int = 0
     received_events: int = 0
 
@@ -96,6 +97,7 @@ class SocketServer:
         self._scope: anyio.CancelScope | None = None
         self._listener: anyio.CancelScope | None = None
         self.ping_frame = SharedFrame(b"2")
+        self._coalescer = Coalescer(self._deliver)
         self.reactor = Reactor(
             functools.partial(on_websocket_message, self), functools.partial(websocket_ended, self)
         )
@@ -176,6 +178,7 @@ class SocketServer:
                 self._scope = tg.cancel_scope
                 tg.start_soon(run_heartbeat, self)
                 tg.start_soon(self.reactor.run)
+                tg.start_soon(self._coalescer.run)
                 tg.start_soon(self._listen, sock, tg)
                 task_status.started(self.port)
         finally:
@@ -444,14 +447,16 @@ class SocketServer:
         to: str | Iterable[str] | None = None,
         skip: str | Iterable[str] = (),
         namespace: str = "/",
+        defer: bool = False,
     ) -> int:
         """Send several ``(event, args)`` to the same sockets, in order, in one write each.
 
-        Same targets as ``emit``. Each event is encoded once, their frames are concatenated
-        once, and every websocket recipient gets the whole batch in a single ``send`` (polling
-        recipients get the packets queued). Never yields. Returns the number of sockets
-        written to. Raises ``TypeError`` if any args are not JSON-serialisable; nothing is
-        sent then.
+        Same targets as ``emit``; each event encoded once, the frames concatenated once; a
+        websocket gets one ``send``, a polling session the packets queued. ``defer=True``
+        writes at the end of this scheduler turn instead, with every other deferred emit of
+        the turn: one write per recipient for all (``engine/_coalesce.py``); order per
+        recipient is kept. Never yields. Returns the sockets reached (or to be). Raises
+        ``TypeError`` if any args are not JSON-serialisable; nothing is sent then.
         """
         if not events:
             return 0
@@ -460,21 +465,29 @@ class SocketServer:
         stats = self.stats
         for event, _ in events:
             stats.emitted[event] += 1
+        coalescer = self._coalescer
         if binary:
+            coalescer.flush()
             reached, deliveries = send_in_turn(targets, texts, binary)
             stats.deliveries += deliveries
             return reached
         bits = self.options.compression_window_bits
-        shared: SharedFrame | SharedBatch
-        if len(texts) == 1:
-            shared = SharedFrame(texts[0].encode(), window_bits=bits)
-        else:
-            shared = SharedBatch([SharedFrame(t.encode(), window_bits=bits) for t in texts])
-        failed = self.rooms.broadcast(targets, texts, shared)
+        frames = [SharedFrame(t.encode(), window_bits=bits) for t in texts]
+        if defer:
+            coalescer.park(targets, texts, frames)
+            return len(targets)
+        if coalescer.pending:
+            coalescer.flush()
+        return self._deliver(targets, texts, frames)
+
+    def _deliver(self, to: Collection[Socket], texts: list[str], frames: list[SharedFrame]) -> int:
+        shared = frames[0] if len(frames) == 1 else SharedBatch(frames)
+        failed = self.rooms.broadcast(to, texts, shared)
         for session in failed:
             self.close_session(session, "slow consumer", send_close=False)
-        delivered = len(targets) - len(failed)
-        stats.deliveries += delivered * len(texts)
+        delivered = len(to) - len(failed)
+        self.stats.deliveries += delivered * len(texts)
+        self.stats.writes += delivered
         return delivered
 
     def heartbeat_tick(self, now: float) -> None:

@@ -25,15 +25,20 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+import anyio
+
 from ._records import (
     UNSET,
     Account,
     Contact,
     Conversation,
     DeadLetter,
+    InboundRecord,
     InboundResult,
     InboxItem,
     Message,
+    StorageError,
+    StorageUnavailable,
     Tenant,
     Unset,
     User,
@@ -284,6 +289,52 @@ class Storage(ABC):
         is created, the account is not the tenant's.
         """
 
+    async def record_inbound_many(
+        self, records: Sequence[InboundRecord]
+    ) -> list[InboundResult | StorageError]:
+        """Store several inbound messages; return, in order, each one's result or its error.
+
+        Each record is all or nothing on its own, with exactly the semantics of
+        ``record_inbound``; a record refused with a ``StorageError`` (NotFound, Conflict...)
+        gets that error in its place and does not undo the others. The records must be for
+        different conversations, or their order is not kept. An implementation may commit
+        them together (SQLite does: one transaction; if the database refuses a record, it
+        falls back to one transaction each), which is what makes a burst cheap; this default
+        runs them concurrently. Raises ``StorageUnavailable`` when storage cannot be reached
+        (records may have been written before that: a retry is idempotent), and any other
+        exception a record raised (a bad argument: a bug of the caller).
+        """
+        results: list[InboundResult | Exception | None] = [None] * len(records)
+
+        async def one(index: int, record: InboundRecord) -> None:
+            try:
+                results[index] = await self.record_inbound(
+                    tenant_id=record.tenant_id,
+                    account_id=record.account_id,
+                    phone_number=record.phone_number,
+                    contact_name=record.contact_name,
+                    whatsapp_message_id=record.whatsapp_message_id,
+                    type=record.type,
+                    content=record.content,
+                    metadata=record.metadata,
+                    timestamp=record.timestamp,
+                )
+            except Exception as exc:  # kept, so one record cannot cancel the others
+                results[index] = exc
+
+        async with anyio.create_task_group() as tg:
+            for index, record in enumerate(records):
+                tg.start_soon(one, index, record)
+        done: list[InboundResult | StorageError] = []
+        for result in results:
+            if isinstance(result, StorageUnavailable) or (
+                isinstance(result, Exception) and not isinstance(result, StorageError)
+            ):
+                raise result
+            assert result is not None  # every task stored its outcome
+            done.append(result)
+        return done
+
     @abstractmethod
     async def get_message(self, tenant_id: str, message_id: str) -> Message | None:
         """Return the message, or None if it does not exist or is another tenant's."""
@@ -357,6 +408,14 @@ class Storage(ABC):
 
         Oldest first, at most ``limit``. Crash recovery re-announces them: what was announced
         just before a crash may never have reached a client.
+        """
+
+    @abstractmethod
+    async def pending_outbound(self, *, limit: int = 1000) -> list[Message]:
+        """Outbound messages of every tenant still PENDING (never sent nor failed), oldest first.
+
+        At most ``limit``. A process that died between storing an agent's reply and sending it
+        leaves these behind; the next start sends them.
         """
 
     @abstractmethod

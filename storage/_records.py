@@ -161,6 +161,21 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """One inbound WhatsApp message to store: the arguments of :meth:`Storage.record_inbound`."""
+
+    tenant_id: str
+    account_id: str
+    phone_number: str
+    contact_name: str | None
+    whatsapp_message_id: str
+    type: str
+    content: str | None
+    metadata: dict[str, Any]
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class InboundResult:
     """What :meth:`Storage.record_inbound` did with one inbound WhatsApp message."""
 

@@ -21,7 +21,7 @@ from ._sqlite_support import row_message as sqlite_row_message
 
 
 class SQLiteRecovery:
-    """``get_meta`` / ``set_meta`` / ``recent_messages`` for SQLiteStorage."""
+    """``get_meta`` / ``set_meta`` / ``recent_messages`` / ``pending_outbound`` for SQLite."""
 
     async def _one(self, sql: str, *args: Any) -> sqlite3.Row | None: ...
     async def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]: ...
@@ -50,9 +50,18 @@ class SQLiteRecovery:
         )
         return [sqlite_row_message(r) for r in rows]
 
+    async def pending_outbound(self, *, limit: int = 1000) -> list[Message]:
+        rows = await self._all(
+            f"SELECT {SQLITE_MESSAGE_COLS} FROM messages"
+            " WHERE status = 'PENDING' AND direction = 'outbound'"
+            " ORDER BY created_at, id LIMIT ?",
+            limit,
+        )
+        return [sqlite_row_message(r) for r in rows]
+
 
 class PostgresRecovery:
-    """``get_meta`` / ``set_meta`` / ``recent_messages`` for PostgresStorage."""
+    """``get_meta`` / ``set_meta`` / ``recent_messages`` / ``pending_outbound`` for PostgreSQL."""
 
     async def _row(self, sql: str, *args: Any) -> asyncpg.Record | None: ...
     async def _rows(self, sql: str, *args: Any) -> list[asyncpg.Record]: ...
@@ -75,5 +84,14 @@ class PostgresRecovery:
             " (SELECT max(created_at) FROM messages) - make_interval(secs => $1)"
             " ORDER BY created_at, id LIMIT $2",
             *(float(window_seconds), limit),
+        )
+        return [pg_row_message(r) for r in rows]
+
+    async def pending_outbound(self, *, limit: int = 1000) -> list[Message]:
+        rows = await self._rows(
+            f"SELECT {PG_MESSAGE_COLS} FROM messages"
+            " WHERE status = 'PENDING' AND direction = 'outbound'"
+            " ORDER BY created_at, id LIMIT $1",
+            limit,
         )
         return [pg_row_message(r) for r in rows]

@@ -7,7 +7,7 @@ Everything here runs inside the worker thread that owns the connection at that m
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -20,6 +20,7 @@ from ._records import (
     Contact,
     Conversation,
     DeadLetter,
+    InboundRecord,
     InboundResult,
     InboxItem,
     Message,
@@ -233,6 +234,33 @@ def write_inbound(
     return InboundResult(
         row_conversation(conversation.fetchone()), created, row_message(row), inserted
     )
+
+
+InboundArgs = tuple[tuple[str, str, str | None], str, tuple[str, str, str, str, str]]
+
+
+def inbound_args(record: InboundRecord) -> InboundArgs:
+    """Return ``write_inbound``'s (contact, account, message) arguments for ``record``."""
+    contact = (record.tenant_id, record.phone_number, record.contact_name or None)
+    body = (record.content or "", orjson.dumps(record.metadata).decode(), to_iso(record.timestamp))
+    return contact, record.account_id, (record.whatsapp_message_id, record.type, *body)
+
+
+def write_inbound_many(
+    db: sqlite3.Connection, *, records: Sequence[InboundRecord], now: str
+) -> list[InboundResult]:
+    """Run ``write_inbound`` for each record, in order; call it in one transaction.
+
+    Raises what ``write_inbound`` raises for the first record refused (the caller's
+    transaction then rolls back all of them).
+    """
+    results = []
+    for record in records:
+        contact, account, message = inbound_args(record)
+        results.append(
+            write_inbound(db, contact=contact, account=account, message=message, now=now)
+        )
+    return results
 
 
 def update_conversation(

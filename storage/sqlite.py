@@ -51,7 +51,6 @@ from ._records import (
     Contact,
     Conversation,
     DeadLetter,
-    InboundResult,
     InboxItem,
     Message,
     NotFound,
@@ -61,6 +60,7 @@ from ._records import (
     User,
 )
 from ._recovery import SQLiteRecovery
+from ._sqlite_inbound import SQLiteInbound
 from ._sqlite_support import (
     ACCOUNT_COLS,
     CONVERSATION_SELECT,
@@ -83,7 +83,6 @@ from ._sqlite_support import (
     row_user,
     set_status,
     update_conversation,
-    write_inbound,
     write_message,
 )
 
@@ -91,7 +90,7 @@ T = TypeVar("T")
 _RANK = c.STATUS_RANK_SQL
 
 
-class SQLiteStorage(SQLiteRecovery, Storage):
+class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
     """Storage in one SQLite file (or ``:memory:``); single node by nature."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, wal: bool = True) -> None:
@@ -368,26 +367,6 @@ class SQLiteStorage(SQLiteRecovery, Storage):
         values = (*keys, *body, c.to_iso(timestamp), c.to_iso(c.utcnow()))
         row, created = await self._write(partial(write_message, values=values))
         return row_message(row), created
-
-    async def record_inbound(
-        self,
-        *,
-        tenant_id: str,
-        account_id: str,
-        phone_number: str,
-        contact_name: str | None,
-        whatsapp_message_id: str,
-        type: str,
-        content: str | None,
-        metadata: dict[str, Any],
-        timestamp: datetime,
-    ) -> InboundResult:
-        contact = (tenant_id, phone_number, contact_name or None)
-        body = (content or "", orjson.dumps(metadata).decode(), c.to_iso(timestamp))
-        message = (whatsapp_message_id, type, *body)
-        now = c.to_iso(c.utcnow())
-        run = partial(write_inbound, contact=contact, account=account_id, message=message, now=now)
-        return await self._write(run)
 
     async def get_message(self, tenant_id: str, message_id: str) -> Message | None:
         row = await self._one(

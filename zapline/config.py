@@ -70,7 +70,7 @@ class Settings:
     max_payload: int = 1_000_000
     outbox_limit: int = 1 << 20
     webhook_max_bytes: int = 1 << 20
-    workers: int = 4
+    workers: int = 32
     queue_size: int = 10_000
     whatsapp_api_url: str = "https://graph.facebook.com"
     whatsapp_api_version: str = "v21.0"
@@ -93,7 +93,11 @@ class Settings:
         """Browser origins allowed to long-poll: ``ZAPLINE_CORS_ORIGINS``, else the API's own."""
         if self.cors_origins:
             return self.cors_origins
-        hosts = {"127.0.0.1", "localhost"} if self.host in ("127.0.0.1", "0.0.0.0", "::", "") else {self.host}
+        hosts = (
+            {"127.0.0.1", "localhost"}
+            if self.host in ("127.0.0.1", "0.0.0.0", "::", "")
+            else {self.host}
+        )
         return tuple(sorted(f"http://{h}:{self.port}" for h in hosts))
 
     def engine_options(self) -> EngineOptions:
@@ -172,7 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         max_payload=_int(env, "ZAPLINE_MAX_PAYLOAD", 1_000_000),
         outbox_limit=_int(env, "ZAPLINE_OUTBOX_LIMIT", 1 << 20),
         webhook_max_bytes=_int(env, "ZAPLINE_WEBHOOK_MAX_BYTES", 1 << 20),
-        workers=_int(env, "ZAPLINE_WORKERS", 4),
+        workers=_int(env, "ZAPLINE_WORKERS", 32),
         queue_size=_int(env, "ZAPLINE_QUEUE_SIZE", 10_000),
         whatsapp_api_url=_get(env, "ZAPLINE_WHATSAPP_API_URL", "https://graph.facebook.com").rstrip(
             "/"

@@ -9,7 +9,7 @@ other node, whose ``Fanout.deliver`` emits it to that node's sockets. Which brok
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -52,6 +52,7 @@ class Fanout:
         # Bound now: a remote message must reach the engine's own emit, whatever later code
         # may route through this object.
         self._local_emit = engine.emit
+        self._local_emit_many = engine.emit_many
 
     def emit(
         self,
@@ -74,6 +75,42 @@ class Fanout:
         self.broker.publish_nowait(message)
         return self._local_emit(
             event, *args, to=message.rooms, skip=message.skip, namespace=namespace
+        )
+
+    def emit_many(
+        self,
+        events: Sequence[tuple[str, tuple[Any, ...]]],
+        *,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] = (),
+        namespace: str = "/",
+        defer: bool = False,
+    ) -> int:
+        """Emit several ``(event, args)`` on this node in one write per socket, and to the others.
+
+        Same arguments as ``SocketServer.emit_many`` (``defer`` applies to this node). Locally
+        every recipient gets the batch in a single write; the other nodes get one broker
+        message per event, in order (they arrive over one ordered channel). Synchronous, never
+        yields. Returns the number of LOCAL sockets written to. Raises ``TypeError`` if any
+        args are not JSON-serialisable, before anything was sent anywhere.
+        """
+        node = self.broker.node_id
+        # Read once: ``to`` and ``skip`` may be one-shot iterables, and every message needs them.
+        to = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
+        skip = (skip,) if isinstance(skip, str) else tuple(skip)
+        messages = [
+            BroadcastMessage.for_emit(node, event, args, to=to, skip=skip, namespace=namespace)
+            for event, args in events
+        ]
+        for message in messages:
+            message.encode()  # all or nothing: fail before the first publish
+        for message in messages:
+            self.broker.publish_nowait(message)
+        if not messages:
+            return 0
+        first = messages[0]
+        return self._local_emit_many(
+            events, to=first.rooms, skip=first.skip, namespace=namespace, defer=defer
         )
 
     def deliver(self, message: BroadcastMessage) -> None:

@@ -132,7 +132,8 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         from zapline.fanout import Fanout, make_broker
 
         runtime.fanout = services["fanout"] = Fanout(
-            engine, make_broker(settings.redis_url, channel=settings.broker_channel))
+            engine, make_broker(settings.redis_url, channel=settings.broker_channel)
+        )
         if settings.demo:
             from zapline.demo import seed_demo
 
@@ -204,7 +205,10 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         with anyio.move_on_after(5):
             await api_done.wait()
         tg.cancel_scope.cancel()
-    log.info("stopped")
+    stats = runtime.engine.stats
+    log.info(
+        "stopped: %d packets delivered to sockets in %d writes", stats.deliveries, stats.writes
+    )
 
 
 async def _watch_signals(stop: anyio.Event) -> None:

@@ -342,4 +342,3 @@ async def _upgrade(
     )
     attach_websocket(server, ws, session, remote, bytes(trailing))
     return True
-

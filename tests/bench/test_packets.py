@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench._client import connect_packet, event_content, split_socket_url
+from bench._client import connect_packet, delivery_of, event_content, split_socket_url
 from bench._report import markdown_table, ratio_table
-from bench._stats import parse_body
+from bench._stats import format_body, parse_body
 from bench._webhook import WebhookPlan
 
 
@@ -29,6 +29,22 @@ def test_event_content_ignores_other_events_and_odd_payloads() -> None:
     assert event_content(_event("message:new", {"message": {}})) is None
     assert event_content(b'42["message:new",{broken') is None
     assert event_content(_event("message:new", {"message": {"content": {"text": "t"}}})) == "t"
+
+
+@given(st.integers(0, 10**9), st.integers(0, 2**63 - 1), st.booleans())
+def test_delivery_of_reads_what_format_body_wrote(seq: int, sent_ns: int, spaced: bool) -> None:
+    # The compact form takes the byte-search path; json.dumps' spaced form the full parse.
+    message = {"id": "m", "contact": {"name": "Bench 1-2"}, "content": format_body(seq, sent_ns)}
+    payload = ["message:new", {"conversationId": "c", "message": message}]
+    separators = (", ", ": ") if spaced else (",", ":")
+    packet = b"42" + json.dumps(payload, separators=separators).encode()
+    assert delivery_of(packet) == (seq, sent_ns)
+
+
+def test_delivery_of_refuses_other_texts() -> None:
+    assert delivery_of(_event("message:new", {"message": {"content": "hello"}})) is None
+    assert delivery_of(_event("message:new", {"message": {"content": "bench 1 x"}})) is None
+    assert delivery_of(_event("message:new", {"message": {"content": "bench 1"}})) is None
 
 
 def test_connect_packet() -> None:

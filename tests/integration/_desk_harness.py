@@ -100,7 +100,8 @@ class ZaplineServer:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith("ZAPLINE_") and k != "DATABASE_URL"
+            # REDIS_URL too: a server is single-node unless a test asks (extra_env) for Redis.
+            if not k.startswith("ZAPLINE_") and k not in ("DATABASE_URL", "REDIS_URL")
         }
         env.update(
             {

@@ -25,7 +25,6 @@ WS_EIO = "/engine.io/?EIO=4&transport=websocket"
 HANDSHAKE_KEYS = {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
 
 
-
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
     async with anyio.create_task_group() as tg:

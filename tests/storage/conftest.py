@@ -51,7 +51,7 @@ async def storage(
     except StorageUnavailable as exc:
         _unavailable(str(exc))
     try:
-        assert await store.migrate() == [1, 2]
+        assert await store.migrate() == [1, 2, 3]
         yield store
     finally:
         await store.aclose()

@@ -204,8 +204,14 @@ async def test_recent_messages_is_the_tail_of_every_tenant(storage: Storage) -> 
             wamid = f"wamid.recent.{tenant.id}.{i}"
             wamids.append(wamid)
             await storage.record_inbound(
-                tenant_id=tenant.id, account_id=account.id, phone_number="5511", contact_name=None,
-                whatsapp_message_id=wamid, type="TEXT", content=f"m{i}", metadata={},
+                tenant_id=tenant.id,
+                account_id=account.id,
+                phone_number="5511",
+                contact_name=None,
+                whatsapp_message_id=wamid,
+                type="TEXT",
+                content=f"m{i}",
+                metadata={},
                 timestamp=datetime.now(UTC),
             )
     recent = await storage.recent_messages(window_seconds=60)
