@@ -1,4 +1,6 @@
-"""The Quart application: REST, webhooks, health, config. Built by ``create_app(runtime)``.
+"""The API application: REST, webhooks, health, config. ``create_asgi(runtime)`` is what
+Hypercorn serves: the webhook posts (``api.webhook_post``) in front of the Quart app
+(``create_app(runtime)``) that serves everything else.
 
 Every error leaves as JSON ``{"error": "..."}`` with a proper status; nothing leaks a traceback.
 """
@@ -18,6 +20,13 @@ if TYPE_CHECKING:
     from zapline.runtime import Runtime
 
 log = logging.getLogger("zapline.api")
+
+
+def create_asgi(runtime: Runtime) -> Any:
+    """Return the ASGI app Hypercorn serves: webhook posts first, then the Quart app."""
+    from api.webhook_post import WebhookPost
+
+    return WebhookPost(create_app(runtime), runtime)
 
 
 def create_app(runtime: Runtime) -> Quart:

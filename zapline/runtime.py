@@ -99,7 +99,7 @@ async def _serve_api(runtime: Runtime, app: Any, shutdown: anyio.Event) -> None:
 
 async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
     """Run the whole server until SIGINT/SIGTERM; return after a clean shutdown."""
-    from api.app import create_app
+    from api.app import create_asgi
 
     storage = await open_storage(settings.database_url)
     try:
@@ -141,7 +141,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         install_data_path = _data_path_installer()
         if install_data_path is not None:
             await install_data_path(runtime)
-        app = create_app(runtime)
+        app = create_asgi(runtime)
         await _run_tree(runtime, app, ready)
     finally:
         await storage.aclose()

@@ -425,3 +425,39 @@ async def test_zapline_listen_prints_message_new(
             listen.kill()
             await listen.wait()
         await listen.aclose()
+
+
+async def test_webhook_posts_keep_request_ids_and_refuse_streamed_oversize_bodies(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    # The post route is served in front of Quart (api/webhook_post.py): it must still answer
+    # what every API route answers, and bound a body that declares no length.
+    pnid = tenant.phone_number_id
+    body = text_message_webhook(phone_number_id=pnid, wamid="wamid.rid", body="rid")
+    kept = await post_webhook(
+        http, zapline, body, secret=tenant.app_secret, headers={"X-Request-Id": "desk-rid-1"}
+    )
+    assert kept.status_code == 200, kept.text
+    assert kept.headers["x-request-id"] == "desk-rid-1"
+    assert kept.headers["content-type"] == "application/json"
+    assert set(kept.json()) == {"status", "inboxId"}
+    generated = await post_webhook(http, zapline, b"{not json", headers={"X-Request-Id": "x" * 65})
+    assert generated.status_code == 400
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
+
+    async def chunks() -> Any:
+        for _ in range(WEBHOOK_MAX_BYTES // 4096 + 2):
+            yield b" " * 4096
+
+    streamed = await http.post(
+        zapline.webhook_url, content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert "error" in streamed.json()
+    rid = generated.headers["x-request-id"]
+    with anyio.fail_after(5):  # the request id is on the log line of its request
+        while True:
+            lines = zapline.log_path.read_text().splitlines()
+            if any(rid in line and "malformed JSON" in line for line in lines):
+                break
+            await anyio.sleep(0.05)
