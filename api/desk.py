@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,14 @@ log = logging.getLogger("zapline.desk")
 LIFECYCLE_KEY = "lifecycle"
 # Seconds finished inbox rows wait to be marked done together.
 DONE_MARK_DELAY = 0.25
+
+
+def _latency_observer(histogram: Any, since: float) -> Callable[[], None]:
+    # Called by the engine right after the write, which a deferred emit does later in the turn.
+    def observe() -> None:
+        histogram.observe(time.monotonic() - since)
+
+    return observe
 
 
 class UnknownMessage(Exception):
@@ -262,18 +271,25 @@ class Desk:
                     to=tenant_room(conversation.tenant_id),
                     defer=True,
                 )
-            self.announce_message(conversation, result.message)
+            on_written = None
             metrics = self.runtime.metrics
             if metrics is not None and progress is not None and progress.received is not None:
-                metrics.fanout_latency.observe(time.monotonic() - progress.received)
+                on_written = _latency_observer(metrics.fanout_latency, progress.received)
+            self.announce_message(conversation, result.message, on_written)
         self._finished(inbox_id)
 
-    def announce_message(self, conversation: Conversation, message: Message) -> None:
+    def announce_message(
+        self,
+        conversation: Conversation,
+        message: Message,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
         """Emit ``message:new`` then ``conversation:updated`` to the tenant and the conversation.
 
         Both go out in ONE write per recipient (``emit_many``), deferred to the end of the
         scheduler turn so that every message announced in that turn (a group commit finishes
         many at once) shares the write: the send call is most of a delivery's cost.
+        ``on_written`` runs once every local recipient's socket has them.
         """
         rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
         new = {
@@ -286,7 +302,10 @@ class Desk:
             "lastMessageAt": iso(message.timestamp),
         }
         self.engine.emit_many(
-            [("message:new", (new,)), ("conversation:updated", (updated,))], to=rooms, defer=True
+            [("message:new", (new,)), ("conversation:updated", (updated,))],
+            to=rooms,
+            defer=True,
+            on_written=on_written,
         )
 
     # -- statuses ----------------------------------------------------------------------------

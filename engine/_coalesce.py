@@ -19,10 +19,15 @@ keep their internal order; groups with disjoint recipients cannot interleave for
 two groups share some recipients but not all, concatenating per group could reorder them for
 those sockets, so that flush writes every parked emit one by one, in order, instead. A
 direct (non-deferred) emit flushes what is parked before it writes.
+
+An emit may carry ``on_written`` callbacks: each runs (synchronously, once) right after that
+emit's frames were handed to every recipient's socket, which is how the desk measures
+"webhook receipt to the last socket write" although the write happens later in the turn.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
@@ -34,11 +39,13 @@ from engine.transport._frames import SharedFrame
 if TYPE_CHECKING:
     from engine._socket import Socket
 
-# (recipients, Engine.IO text packets, their frames) of one parked emit.
-Parked = tuple[Collection["Socket"], list[str], list[SharedFrame]]
+# (recipients, Engine.IO text packets, their frames, callbacks once written) of one parked emit.
+Parked = tuple[Collection["Socket"], list[str], list[SharedFrame], list[Callable[[], None]]]
 Deliver = Callable[[Collection["Socket"], list[str], list[SharedFrame]], int]
 
 __all__ = ["Coalescer"]
+
+log = logging.getLogger("zapline.engine")
 
 
 class Coalescer:
@@ -60,16 +67,26 @@ class Coalescer:
         return bool(self._parked)
 
     def park(
-        self, targets: Collection[Socket], texts: list[str], frames: list[SharedFrame]
+        self,
+        targets: Collection[Socket],
+        texts: list[str],
+        frames: list[SharedFrame],
+        on_written: Callable[[], None] | None = None,
     ) -> None:
-        """Write ``frames`` to ``targets`` at the end of this turn (now if no flusher runs)."""
+        """Write ``frames`` to ``targets`` at the end of this turn (now if no flusher runs).
+
+        ``on_written`` (optional) is called once the frames were handed to every target.
+        """
+        done = [] if on_written is None else [on_written]
         if not targets:
+            _call_all(done)
             return
         if not self._running:
             self.flush()
             self._deliver(targets, texts, frames)
+            _call_all(done)
             return
-        self._parked.append((targets, texts, frames))
+        self._parked.append((targets, texts, frames, done))
         if len(self._parked) == 1:
             self._wakeup.set()
 
@@ -96,21 +113,35 @@ class Coalescer:
             return
         self.flushes += 1
         if len(parked) == 1:
-            self._deliver(*parked[0])
+            targets, texts, frames, done = parked[0]
+            self._deliver(targets, texts, frames)
+            _call_all(done)
             return
         groups: dict[frozenset[Socket], Parked] = {}
-        for targets, texts, frames in parked:
+        for targets, texts, frames, done in parked:
             key = frozenset(targets)
             group = groups.get(key)
             if group is None:
-                groups[key] = (targets, list(texts), list(frames))
+                groups[key] = (targets, list(texts), list(frames), list(done))
             else:
                 group[1].extend(texts)
                 group[2].extend(frames)
+                group[3].extend(done)
         if len(groups) > 1 and len(set().union(*groups)) != sum(len(k) for k in groups):
-            for entry in parked:  # overlapping but different recipient sets: strict order
-                self._deliver(*entry)
+            for targets, texts, frames, done in parked:  # overlapping sets: strict order
+                self._deliver(targets, texts, frames)
+                _call_all(done)
             return
         self.merged += len(parked) - len(groups)
-        for group in groups.values():
-            self._deliver(*group)
+        for targets, texts, frames, done in groups.values():
+            self._deliver(targets, texts, frames)
+            _call_all(done)
+
+
+def _call_all(callbacks: list[Callable[[], None]]) -> None:
+    # A failing callback is the caller's bug, but it must not cost the other emits their write.
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("on_written callback failed")

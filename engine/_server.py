@@ -448,6 +448,7 @@ class SocketServer:
         skip: str | Iterable[str] = (),
         namespace: str = "/",
         defer: bool = False,
+        on_written: Callable[[], None] | None = None,
     ) -> int:
         """Send several ``(event, args)`` to the same sockets, in order, in one write each.
 
@@ -455,8 +456,10 @@ class SocketServer:
         websocket gets one ``send``, a polling session the packets queued. ``defer=True``
         writes at the end of this scheduler turn instead, with every other deferred emit of
         the turn: one write per recipient for all (``engine/_coalesce.py``); order per
-        recipient is kept. Never yields. Returns the sockets reached (or to be). Raises
-        ``TypeError`` if any args are not JSON-serialisable; nothing is sent then.
+        recipient is kept. ``on_written`` is called once the frames were handed to every
+        recipient (later in the turn when deferred). Never yields. Returns the sockets reached
+        (or to be). Raises ``TypeError`` if any args are not JSON-serialisable; nothing is
+        sent then.
         """
         if not events:
             return 0
@@ -470,15 +473,20 @@ class SocketServer:
             coalescer.flush()
             reached, deliveries = send_in_turn(targets, texts, binary)
             stats.deliveries += deliveries
+            if on_written is not None:
+                on_written()
             return reached
         bits = self.options.compression_window_bits
         frames = [SharedFrame(t.encode(), window_bits=bits) for t in texts]
         if defer:
-            coalescer.park(targets, texts, frames)
+            coalescer.park(targets, texts, frames, on_written)
             return len(targets)
         if coalescer.pending:
             coalescer.flush()
-        return self._deliver(targets, texts, frames)
+        reached = self._deliver(targets, texts, frames)
+        if on_written is not None:
+            on_written()
+        return reached
 
     def _deliver(self, to: Collection[Socket], texts: list[str], frames: list[SharedFrame]) -> int:
         shared = frames[0] if len(frames) == 1 else SharedBatch(frames)

@@ -9,7 +9,7 @@ other node, whose ``Fanout.deliver`` emits it to that node's sockets. Which brok
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -85,10 +85,12 @@ class Fanout:
         skip: str | Iterable[str] = (),
         namespace: str = "/",
         defer: bool = False,
+        on_written: Callable[[], None] | None = None,
     ) -> int:
         """Emit several ``(event, args)`` on this node in one write per socket, and to the others.
 
-        Same arguments as ``SocketServer.emit_many`` (``defer`` applies to this node). Locally
+        Same arguments as ``SocketServer.emit_many`` (``defer`` and ``on_written`` apply to
+        this node's sockets). Locally
         every recipient gets the batch in a single write; the other nodes get one broker
         message per event, in order (they arrive over one ordered channel). Synchronous, never
         yields. Returns the number of LOCAL sockets written to. Raises ``TypeError`` if any
@@ -110,7 +112,12 @@ class Fanout:
             return 0
         first = messages[0]
         return self._local_emit_many(
-            events, to=first.rooms, skip=first.skip, namespace=namespace, defer=defer
+            events,
+            to=first.rooms,
+            skip=first.skip,
+            namespace=namespace,
+            defer=defer,
+            on_written=on_written,
         )
 
     def deliver(self, message: BroadcastMessage) -> None:

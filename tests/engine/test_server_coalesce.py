@@ -13,6 +13,7 @@ import anyio
 import pytest
 from engine_wire import (
     WAIT,
+    ErrorLog,
     WsClient,
     decode_poll,
     error_log_fixture,  # noqa: F401 (autouse fixture)
@@ -390,3 +391,68 @@ async def test_stopping_the_flusher_flushes_what_is_parked() -> None:
     # Stopped: a park is delivered at once again.
     _park(coalescer, ("a",), "3")
     assert deliver.texts()[-1] == ({"a"}, ["3"])
+
+
+async def test_on_written_runs_after_the_write_of_its_own_emit() -> None:
+    deliver = Recorder()
+    coalescer = Coalescer(deliver)
+    seen: list[tuple[str, int]] = []
+
+    def note(name: str) -> Any:
+        return lambda: seen.append((name, len(deliver.calls)))
+
+    note("alone")()  # without a flusher: written at once, then told
+    coalescer.park(("a",), ["x"], [SharedFrame(b"x")], note("direct"))
+    assert seen[-1] == ("direct", 1)
+    coalescer.park((), ["y"], [SharedFrame(b"y")], note("nobody"))
+    assert seen[-1] == ("nobody", 1)  # nothing to write: told at once
+    deliver.called = anyio.Event()  # forget the direct write: wait for the flush
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(coalescer.run)
+        await anyio.wait_all_tasks_blocked()
+        coalescer.park(("a",), ["1"], [SharedFrame(b"1")], note("merged-1"))
+        coalescer.park(("b",), ["2"], [SharedFrame(b"2")], note("other"))
+        coalescer.park(("a",), ["3"], [SharedFrame(b"3")], note("merged-2"))
+        assert len(seen) == 3  # parked, not written: nobody told yet
+        await deliver.wait()
+        # Each after its own group's write: ("a": 1, 3) first, then ("b": 2).
+        assert seen[3:] == [("merged-1", 2), ("merged-2", 2), ("other", 3)]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_failing_on_written_does_not_stop_the_flush(error_log: ErrorLog) -> None:
+    deliver = Recorder()
+    coalescer = Coalescer(deliver)
+    told: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("observer bug")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(coalescer.run)
+        await anyio.wait_all_tasks_blocked()
+        coalescer.park(("a",), ["1"], [SharedFrame(b"1")], boom)
+        coalescer.park(("b",), ["2"], [SharedFrame(b"2")], lambda: told.append("b"))
+        await deliver.wait()
+        assert len(deliver.calls) == 2 and told == ["b"]
+        tg.cancel_scope.cancel()
+    assert error_log.take() == ["on_written callback failed"]
+
+
+async def test_emit_many_tells_on_written_once_the_clients_have_it() -> None:
+    server = _server()
+    async with running(server) as port:
+        ws, _ = await sio_connect(port)
+        writes = server.stats.writes
+        written: list[int] = []
+        server.emit_many(
+            [_event("a", 1)], to="tenant", defer=True,
+            on_written=lambda: written.append(server.stats.writes - writes),
+        )  # fmt: skip
+        assert written == []
+        assert await ws.recv() == _packet("a", 1)
+        assert written == [1]  # after the one write, not at park time
+        server.emit_many([_event("b", 2)], to="tenant", on_written=lambda: written.append(-1))
+        assert written == [1, -1]  # direct: told before emit_many returns
+        assert await ws.recv() == _packet("b", 2)
+        await ws.aclose()
