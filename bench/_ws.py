@@ -127,6 +127,15 @@ class FrameParser:
         self._frag_opcode: int | None = None
         self._frag = bytearray()
 
+    @property
+    def idle(self) -> bool:
+        """Return True when no partial frame is buffered and no fragmented message is open.
+
+        An idle parser has nothing carried over, so its caller may walk whole frames of the
+        next read itself and still see them in order.
+        """
+        return not self._buf and self._frag_opcode is None
+
     def feed(self, data: bytes) -> list[Message]:
         """Return the messages completed by ``data`` (possibly none).
 
