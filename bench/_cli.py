@@ -16,8 +16,15 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bench._goals import check, goals_table
 from bench._procs import ProcessSet, pin_load_generator, pinning
-from bench._report import DEFAULT_RESULTS, append_result, ratio_table, write_reports
+from bench._report import (
+    DEFAULT_RESULTS,
+    append_result,
+    ratio_table,
+    side_by_side,
+    write_reports,
+)
 from bench._scenarios import SATURATE_RATES, SCENARIOS, Options
 from bench._targets import Target, external_target, start_baseline, start_zapline
 
@@ -65,8 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Every scenario of `make bench`, in the order they run.
-ALL_SCENARIOS = ("connect", "fanout", "broadcast", "idle", "saturate")
+# Every step of `make bench`, in the order they run: a scenario and the options it overrides
+# (the figures the product's targets are read from; see bench/_goals.py).
+ALL_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("connect", {"clients": 1000}),
+    ("connect", {"clients": 5000}),
+    ("connect", {"clients": 10000}),
+    ("fanout", {}),
+    ("fanout", {"clients": 10000, "rate": 100.0}),
+    ("broadcast", {}),
+    ("idle", {}),
+    ("saturate", {}),
+)
 # python-socketio fails the default climb's first step (100/s): climb it from lower.
 BASELINE_SATURATE_RATES = [5, 10, 20, 40, 80, 100, 200]
 
@@ -157,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     pin_load_generator()
     opts = _options(args)
-    scenarios = list(ALL_SCENARIOS) if args.scenario == "all" else [args.scenario]
+    steps = list(ALL_STEPS) if args.scenario == "all" else [(args.scenario, {})]
     results: list[dict[str, Any]] = []
     try:
-        for index, scenario in enumerate(scenarios, 1):
-            if len(scenarios) > 1:
-                print(f"# [{index}/{len(scenarios)}] {scenario}", file=sys.stderr, flush=True)
-            results += _run_scenario(
-                argparse.Namespace(**{**vars(args), "scenario": scenario}), opts
-            )
+        for index, (scenario, overrides) in enumerate(steps, 1):
+            if len(steps) > 1:
+                told = " ".join(f"--{k} {v:g}" for k, v in overrides.items())
+                print(f"# [{index}/{len(steps)}] {scenario} {told}", file=sys.stderr, flush=True)
+            step_args = argparse.Namespace(**{**vars(args), "scenario": scenario, **overrides})
+            results += _run_scenario(step_args, _options(step_args) if overrides else opts)
     except RuntimeError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -177,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# wrote {path}", file=sys.stderr)
     except OSError as exc:
         print(f"bench: could not write reports: {exc}", file=sys.stderr)
+    if args.scenario == "all":
+        print("\n## Side by side (this run)\n\n" + side_by_side(results), flush=True)
+        print("## Targets (this run)\n\n" + goals_table(check(results)), flush=True)
     if args.scenario == "ci":
         failures = results[0].get("gate_failures") or []
         print("ci gate: " + ("PASSED" if not failures else "FAILED: " + "; ".join(failures)))

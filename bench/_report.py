@@ -82,14 +82,66 @@ def ratio_table(zapline: dict[str, Any], baseline: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The figures `make bench` sets side by side per scenario (first: the one that matters most).
+SIDE_BY_SIDE = {
+    "connect": ("connects_per_s", "handshake_p99_ms", "rss_kb_per_conn"),
+    "fanout": ("p50_ms", "p99_ms", "lost", "deliveries_per_s", "server_cpu_pct", "loadgen_cpu_pct"),
+    "broadcast": ("all_received_p50_ms", "all_received_p99_ms", "server_cpu_pct"),
+    "idle": ("server_cpu_pct", "p99_ms", "server_rss_mb"),
+    "saturate": ("max_rate_held",),
+    "ci": ("p99_ms", "lost"),
+}  # fmt: skip
+
+
+def _step_label(r: dict[str, Any]) -> str:
+    label = f"{r.get('scenario')} {r.get('clients')} clients"
+    if r.get("scenario") in ("fanout", "idle", "ci") and r.get("rate") is not None:
+        label += f" @ {_cell(r['rate'])}/s"
+    return label
+
+
+def side_by_side(results: Iterable[dict[str, Any]]) -> str:
+    """Return one Markdown table of every step's key figures, Zapline beside the baseline.
+
+    Steps are matched by scenario, clients and rate; a step run on one target only still gets
+    its row (the other cells stay empty).
+    """
+    steps: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        steps.setdefault(_step_label(r), {})[str(r.get("target"))] = r
+    lines = [
+        "| step | figure | zapline | python-socketio | zapline/baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for label, by_target in steps.items():
+        ours, theirs = by_target.get("zapline", {}), by_target.get("baseline", {})
+        scenario = (ours or theirs).get("scenario", "")
+        for key in SIDE_BY_SIDE.get(scenario, ()):
+            a, b = ours.get(key), theirs.get(key)
+            ratio = ""
+            if isinstance(a, int | float) and isinstance(b, int | float) and b:
+                ratio = f"{a / b:.3g}"
+            lines.append(f"| {label} | {key} | {_cell(a)} | {_cell(b)} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_reports(results: Path, keep: int = 60) -> list[Path]:
     """Rebuild results.md and latency_vs_rate.png beside ``results``; returns the files written.
 
     The plot is skipped (not an error) when matplotlib is not installed.
     """
-    rows = load_results(results)[-keep:]
+    from bench._goals import check, goals_table
+
+    everything = load_results(results)
+    rows = everything[-keep:]
     md = results.with_name("results.md")
-    md.write_text("# Bench results (newest last)\n\n" + markdown_table(rows), encoding="utf-8")
+    md.write_text(
+        "# Bench results\n\n## Targets (the newest result of each)\n\n"
+        + goals_table(check(everything))
+        + "\n## Runs (newest last)\n\n"
+        + markdown_table(rows),
+        encoding="utf-8",
+    )
     written = [md]
     png = results.with_name("latency_vs_rate.png")
     if plot_latency(rows, png):

@@ -118,7 +118,9 @@ async def _phase(
             next_seq = await send_paced(
                 poster, ledger, plan, rate=rate, count=count, first_seq=first_seq
             )
-            await poster.drain(opts.drain_timeout_s)
+            if not await poster.drain(opts.drain_timeout_s):
+                print(f"  {target.name}: {poster.unanswered} webhook posts still unanswered "
+                      f"after {opts.drain_timeout_s:g} s; counted as failed", flush=True)  # fmt: skip
             await _settle(ledger, opts.quiet_s, opts.drain_timeout_s)
     finally:
         pool.ledger = None
@@ -133,6 +135,7 @@ async def _phase(
         duration_s=duration,
         deliveries_per_s=round(ledger.delivered / span_s, 1) if span_s else 0.0,
         post_failed=poster.failed,
+        post_unanswered=poster.unanswered,
         post_statuses={str(k): v for k, v in poster.statuses.items()},
         disconnects=pool.disconnects - disconnects0,
         loadgen_cpu_pct=round(100 * (c1[1] - c0[1]) / (c1[0] - c0[0]), 1),

@@ -91,6 +91,8 @@ class HttpPoster:
         self._tasks: list[asyncio.Task[None]] = []
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
+        self.submitted = 0
+        self.answered = 0  # got a response, or gave up on after a connection error
 
     async def __aenter__(self) -> HttpPoster:
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self._connections)]
@@ -103,18 +105,32 @@ class HttpPoster:
 
     def submit(self, body: bytes) -> None:
         """Queue one POST; returns at once."""
+        self.submitted += 1
         self._queue.put_nowait(body)
 
-    async def drain(self, limit_s: float = 30.0) -> None:
-        """Wait until every queued POST has been answered; raises TimeoutError past ``limit_s``."""
-        async with asyncio.timeout(limit_s):
-            await self._queue.join()
+    async def drain(self, limit_s: float = 30.0) -> bool:
+        """Wait until every queued POST has been answered, at most ``limit_s`` seconds.
+
+        Returns True when all were answered, False when some were still waiting at the limit
+        (a server that cannot keep up: they count in ``unanswered`` and ``failed``).
+        """
+        try:
+            async with asyncio.timeout(limit_s):
+                await self._queue.join()
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def unanswered(self) -> int:
+        """Return how many POSTs are queued or in flight without an answer yet."""
+        return self.submitted - self.answered
 
     @property
     def failed(self) -> int:
-        """Return how many POSTs got no 2xx answer."""
+        """Return how many POSTs got no 2xx answer (unanswered ones included)."""
         bad = sum(n for s, n in self.statuses.items() if not 200 <= s < 300)
-        return bad + sum(self.errors.values())
+        return bad + sum(self.errors.values()) + self.unanswered
 
     async def _worker(self) -> None:
         reader: asyncio.StreamReader | None = None
@@ -130,6 +146,7 @@ class HttpPoster:
                         writer.write(self._head + str(len(body)).encode() + b"\r\n\r\n" + body)
                         status, keep = await _read_response(reader)
                         self.statuses[status] += 1
+                        self.answered += 1
                         if not keep:
                             writer.close()
                             writer = None
@@ -141,6 +158,7 @@ class HttpPoster:
                         # a kept-alive connection the server closed while idle: retry once
                         if attempt or not reused:
                             self.errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                            self.answered += 1
                             break
             finally:
                 self._queue.task_done()

@@ -1,0 +1,81 @@
+"""The target check and the side-by-side table: pure functions over result dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench._goals import GOALS, check, goals_table
+from bench._report import side_by_side
+
+
+def _saturate(target: str, held: int | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"scenario": "saturate", "target": target, "clients": 1000, "tenants": 10,
+            "max_rate_held": held, "steps": steps}  # fmt: skip
+
+
+def _run() -> list[dict[str, Any]]:
+    step = {"rate": 800, "p99_ms": 60.0, "held": True, "loadgen_cpu_pct": 70.0}
+    return [
+        {"scenario": "connect", "target": "zapline", "clients": 5000, "connected": 5000,
+         "rss_kb_per_conn": 7.5, "loadgen_cpu_pct_connect": 40.0},
+        {"scenario": "fanout", "target": "zapline", "clients": 10000, "rate": 100.0,
+         "p99_ms": 80.0, "lost": 0, "delivered": 1_000_000, "connect_failures": 0},
+        {"scenario": "broadcast", "target": "zapline", "clients": 1000,
+         "all_received_p99_ms": 12.0, "all_received_p50_ms": 9.0},
+        _saturate("zapline", 800, [step, {"rate": 1000, "p99_ms": 130.0, "held": False}]),
+        _saturate("baseline", 10, [{"rate": 10, "p99_ms": 50.0, "held": True}]),
+    ]  # fmt: skip
+
+
+def test_each_goal_is_judged_on_its_own_figure() -> None:
+    verdicts = {v.goal.name: v for v in check(_run())}
+    assert set(verdicts) == {g.name for g in GOALS}
+    assert verdicts["fan-out rate"].status == "met"
+    assert verdicts["fan-out rate"].value == 800
+    assert verdicts["fan-out rate"].loadgen_cpu_pct == 70.0
+    assert verdicts["vs python-socketio"].value == 80
+    assert verdicts["broadcast"].status == "met"
+    assert verdicts["memory"].status == "NOT met"  # 7.5 KB > 6 KB
+    assert verdicts["10,000 connections"].status == "met"
+    assert verdicts["idle CPU"].status == "not measured"
+
+
+def test_loss_fails_the_ten_thousand_goal_whatever_the_latency() -> None:
+    run = _run()
+    run[1] = {**run[1], "lost": 3}
+    (verdict,) = [v for v in check(run) if v.goal.name == "10,000 connections"]
+    assert verdict.status == "NOT met"
+
+
+def test_the_newest_result_wins() -> None:
+    run = _run() + [{"scenario": "broadcast", "target": "zapline", "clients": 1000,
+                     "all_received_p99_ms": 22.0, "all_received_p50_ms": 15.0}]  # fmt: skip
+    (verdict,) = [v for v in check(run) if v.goal.name == "broadcast"]
+    assert (verdict.value, verdict.status) == (22.0, "NOT met")
+
+
+def test_ratio_needs_the_baseline() -> None:
+    run = [r for r in _run() if r["target"] != "baseline"]
+    (verdict,) = [v for v in check(run) if v.goal.name == "vs python-socketio"]
+    assert verdict.status == "not measured" and "baseline" in verdict.detail
+
+
+def test_goals_table_has_a_row_per_goal() -> None:
+    table = goals_table(check(_run()))
+    rows = table.strip().splitlines()[2:]
+    assert len(rows) == len(GOALS)
+    assert any("NOT met" in r and r.startswith("| memory") for r in rows)
+
+
+def test_side_by_side_pairs_targets_of_the_same_step() -> None:
+    run = [
+        {"scenario": "fanout", "target": "zapline", "clients": 1000, "rate": 100.0,
+         "p99_ms": 7.0, "p50_ms": 3.0, "lost": 0},
+        {"scenario": "fanout", "target": "baseline", "clients": 1000, "rate": 100.0,
+         "p99_ms": 1100.0, "p50_ms": 850.0, "lost": 0},
+        {"scenario": "fanout", "target": "zapline", "clients": 10000, "rate": 100.0,
+         "p99_ms": 80.0},
+    ]  # fmt: skip
+    table = side_by_side(run)
+    assert "| fanout 1000 clients @ 100/s | p99_ms | 7 | 1100 | 0.00636 |" in table
+    assert "| fanout 10000 clients @ 100/s | p99_ms | 80 |  |  |" in table
