@@ -87,7 +87,11 @@ class Desk:
             version=settings.whatsapp_api_version,
             rate_per_second=settings.send_rate,
         )
-        self.intake = InboxWriter(runtime.storage)
+        metrics = runtime.metrics
+        self.intake = InboxWriter(
+            runtime.storage,
+            observe=None if metrics is None else metrics.inbox_commit.observe,
+        )
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
             runtime.storage.record_inbound_many, name="inbound messages"
         )

@@ -126,6 +126,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.inbox_commit = Histogram(
+            "zapline_inbox_commit_seconds",
+            "One durable inbox commit (a group of webhooks), fsync included",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.job_duration = Histogram(
             "zapline_job_duration_seconds",
             "Job handler time by priority",

@@ -152,6 +152,7 @@ async def test_the_exposition_parses_and_names_every_documented_metric(
         "zapline_slow_consumer_disconnects",
         "zapline_outbox_drops",
         "zapline_fanout_latency_seconds",
+        "zapline_inbox_commit_seconds",
         "zapline_webhook_posts",
         "zapline_inbox",
         "zapline_queue_depth",
@@ -216,6 +217,11 @@ async def test_counters_follow_a_scripted_session(
     assert s2.value(latency) == s1.value(latency) + 1
     assert s2.value("zapline_fanout_latency_seconds_sum") > s1.value(
         "zapline_fanout_latency_seconds_sum"
+    )
+    commits = "zapline_inbox_commit_seconds_count"
+    assert s2.value(commits) == s1.value(commits) + 1  # one post alone: one durable commit
+    assert s2.value("zapline_inbox_commit_seconds_sum") > s1.value(
+        "zapline_inbox_commit_seconds_sum"
     )
 
     # the agent replies; the fake accepts it and posts sent/delivered/read back
