@@ -34,7 +34,8 @@ _SUMMARY_KEYS = (
     "deliveries_per_s", "server_cpu_pct", "server_rss_mb", "loadgen_cpu_pct", "connects_per_s",
     "handshake_p50_ms", "handshake_p99_ms", "rss_kb_per_conn", "server_rss_mb_connected",
     "server_cpu_pct_connect", "loadgen_cpu_pct_connect", "max_rate_held",
-    "all_received_p50_ms", "all_received_p99_ms", "post_failed", "disconnects", "passed",
+    "all_received_p50_ms", "all_received_p99_ms", "server_fanout_p99_le_ms", "inbox_commits",
+    "slow_inbox_commits", "post_failed", "disconnects", "passed",
 )  # fmt: skip
 
 

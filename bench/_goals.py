@@ -93,7 +93,10 @@ def _ten_thousand(results: Sequence[Result]) -> tuple[float | None, float | None
         return None, None, ""
     if r.get("lost") or r.get("connect_failures"):
         return float("inf"), r.get("loadgen_cpu_pct"), f"lost {r.get('lost')}"
-    return r["p99_ms"], r.get("loadgen_cpu_pct"), f"{r['delivered']} delivered, 0 lost"
+    detail = f"{r['delivered']} delivered, 0 lost"
+    if r.get("slow_inbox_commits") is not None:
+        detail += f", {r['slow_inbox_commits']} inbox commits over 25 ms"
+    return r["p99_ms"], r.get("loadgen_cpu_pct"), detail
 
 
 def _idle(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
@@ -130,7 +133,7 @@ def goals_table(verdicts: Sequence[Verdict]) -> str:
     """Return a Markdown table: goal, rule, measured figure, status, load generator CPU%."""
     lines = ["| goal | target | measured | status | gen CPU% |", "|---|---|---|---|---|"]
     for v in verdicts:
-        figure = "" if v.value is None else f"{v.value:.3g}"
+        figure = "" if v.value is None else f"{v.value:.4g}"
         if v.detail:
             figure = f"{figure} ({v.detail})" if figure else v.detail
         gen = "" if v.loadgen_cpu_pct is None else f"{v.loadgen_cpu_pct:g}"

@@ -85,7 +85,8 @@ def ratio_table(zapline: dict[str, Any], baseline: dict[str, Any]) -> str:
 # The figures `make bench` sets side by side per scenario (first: the one that matters most).
 SIDE_BY_SIDE = {
     "connect": ("connects_per_s", "handshake_p99_ms", "rss_kb_per_conn"),
-    "fanout": ("p50_ms", "p99_ms", "lost", "deliveries_per_s", "server_cpu_pct", "loadgen_cpu_pct"),
+    "fanout": ("p50_ms", "p99_ms", "lost", "deliveries_per_s", "server_cpu_pct", "loadgen_cpu_pct",
+               "server_fanout_p99_le_ms", "slow_inbox_commits"),
     "broadcast": ("all_received_p50_ms", "all_received_p99_ms", "server_cpu_pct"),
     "idle": ("server_cpu_pct", "p99_ms", "server_rss_mb"),
     "saturate": ("max_rate_held",),

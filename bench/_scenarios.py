@@ -17,6 +17,7 @@ from typing import Any
 
 from bench._client import ClientPool
 from bench._procs import cpu_percent, self_cpu
+from bench._scrape import scrape, server_figures
 from bench._stats import DeliveryLedger, percentile
 from bench._targets import Target
 from bench._webhook import HttpPoster, WebhookPlan, send_paced
@@ -111,6 +112,7 @@ async def _phase(
     gc.freeze()
     gc.disable()
     pool.ledger = ledger
+    m0 = scrape(target.api_url) if target.name != "baseline" else None
     s0, c0 = target.sample(), self_cpu()
     t_first = time.time_ns()
     try:
@@ -127,7 +129,9 @@ async def _phase(
         gc.enable()
         gc.unfreeze()
     s1, c1 = target.sample(), self_cpu()
+    m1 = scrape(target.api_url) if m0 is not None else None
     fig = ledger.summary()
+    fig.update(server_figures(m0, m1))
     last = max((ledger.last_receive_ns(s) or 0) for s in range(first_seq, next_seq))
     span_s = (last - t_first) / 1e9 if last > t_first else 0.0
     fig.update(
@@ -242,6 +246,7 @@ async def broadcast(target: Target, opts: Options) -> dict[str, Any]:
     ledger = DeliveryLedger(pool.clients_per_tenant(1), on_complete=complete)
     all_ms: list[float] = []
     timeouts = 0
+    m0 = scrape(target.api_url) if target.name != "baseline" else None
     s0, c0 = target.sample(), self_cpu()
     pool.ledger = ledger
     try:
@@ -264,8 +269,10 @@ async def broadcast(target: Target, opts: Options) -> dict[str, Any]:
         pool.ledger = None
         await pool.close_all()
     s1, c1 = target.sample(), self_cpu()
+    m1 = scrape(target.api_url) if m0 is not None else None
     all_ms.sort()
     fig = ledger.summary()
+    fig.update(server_figures(m0, m1))
     fig.update(
         clients=clients, connect_failures=conn["connect_failures"], messages=opts.messages,
         incomplete=timeouts, post_failed=poster.failed,
