@@ -67,8 +67,11 @@ def _fanout_held(results: Sequence[Result]) -> tuple[float | None, float | None,
 def _vs_baseline(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
     ours = _newest(results, "saturate", clients=1000, tenants=10)
     theirs = _newest(results, "saturate", "baseline", clients=1000, tenants=10)
-    if ours is None or theirs is None or not theirs.get("max_rate_held"):
+    if ours is None or theirs is None:
         return None, None, "needs --baseline python-socketio" if ours else ""
+    if not theirs.get("max_rate_held"):
+        lowest = min((st["rate"] for st in theirs.get("steps", [])), default=None)
+        return None, None, f"the baseline held none of its rates (lowest {lowest}/s)"
     a, b = ours.get("max_rate_held") or 0, theirs["max_rate_held"]
     return a / b, None, f"{a}/s vs {b}/s held"
 

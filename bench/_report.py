@@ -166,7 +166,9 @@ def plot_latency(rows: list[dict[str, Any]], png: Path) -> bool:
     for r in rows:
         label = f"{r.get('target')} {r.get('clients')} clients"
         if r.get("scenario") == "saturate" and r.get("steps"):
-            lines[label] = [s for s in r["steps"] if s.get("p99_ms") is not None]
+            # a repeated step (a retry after a miss) is drawn once: its last attempt
+            last = {s["rate"]: s for s in r["steps"] if s.get("p99_ms") is not None}
+            lines[label] = sorted(last.values(), key=lambda s: s["rate"])
         elif r.get("scenario") in ("fanout", "ci") and r.get("p99_ms") is not None:
             points.setdefault(label, []).append(r)
     if not any(lines.values()) and not points:

@@ -79,3 +79,10 @@ def test_side_by_side_pairs_targets_of_the_same_step() -> None:
     table = side_by_side(run)
     assert "| fanout 1000 clients @ 100/s | p99_ms | 7 | 1100 | 0.00636 |" in table
     assert "| fanout 10000 clients @ 100/s | p99_ms | 80 |  |  |" in table
+
+
+def test_a_baseline_that_held_nothing_is_said_so() -> None:
+    run = [r for r in _run() if r["target"] != "baseline"]
+    run.append(_saturate("baseline", None, [{"rate": 5, "p99_ms": 119.0, "held": False}]))
+    (verdict,) = [v for v in check(run) if v.goal.name == "vs python-socketio"]
+    assert verdict.status == "not measured" and "held none" in verdict.detail
