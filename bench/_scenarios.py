@@ -42,6 +42,7 @@ class Options:
     concurrency: int = 200
     quiet_s: float = 3.0
     step_retries: int = 1
+    warmup_s: float = 3.0
     drain_timeout_s: float = 30.0
 
 
@@ -203,7 +204,8 @@ async def fanout(target: Target, opts: Options, *, clients: int = 1000, rate: fl
 async def saturate(target: Target, opts: Options) -> dict[str, Any]:
     """Raise the rate step by step until p99 >= 100 ms or any loss; returns every step.
 
-    A step that misses is repeated ``opts.step_retries`` times before the climb stops.
+    An unmeasured warm-up of ``opts.warmup_s`` seconds at the first rate comes first; a step
+    that misses is repeated ``opts.step_retries`` times before the climb stops.
     """
     clients = int(_pick(opts.clients, 1000))
     tenants = min(clients, int(_pick(opts.tenants, 10)))
@@ -214,6 +216,12 @@ async def saturate(target: Target, opts: Options) -> dict[str, Any]:
     held: float | None = None
     seq = 1
     try:
+        if opts.warmup_s > 0 and opts.rates:
+            # Unmeasured: the first traffic after 1000 connects pays for their garbage (a full
+            # collection of python-socketio's heap alone is 110-150 ms), not for the rate.
+            _, seq = await _phase(target, pool, plan, tenants, opts.rates[0], opts.warmup_s,
+                                  seq, opts)  # fmt: skip
+            await asyncio.sleep(1.0)
         for rate in opts.rates:
             # A step that misses is run once more before the climb stops: on a shared machine
             # one stall (a full GC of the baseline, a slow fsync) can break a single step's p99.
