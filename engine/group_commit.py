@@ -17,6 +17,7 @@ caller of that batch gets a ``GroupCommitFailed`` chained to it.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -47,13 +48,20 @@ class GroupCommitStatistics:
     largest_batch: int
 
 
-class _Parked(Generic[T, R]):
-    __slots__ = ("item", "done", "result", "error")
+class _Batch(Generic[T, R]):
+    """Items that go to storage in one ``write_many`` call, and their outcome.
 
-    def __init__(self, item: T) -> None:
-        self.item = item
+    One event per batch, not per item: every caller of a batch is answered at the same moment,
+    and creating an anyio event costs a backend lookup (measured: anyio's backend detection
+    was 9 % of the event loop's samples at 1200 webhooks/s with an event per item).
+    """
+
+    __slots__ = ("items", "done", "results", "error")
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
         self.done = anyio.Event()
-        self.result: R | None = None
+        self.results: Sequence[R | Exception] = ()
         self.error: BaseException | None = None
 
 
@@ -72,7 +80,7 @@ class GroupCommit(Generic[T, R]):
         self._write_many = write_many
         self._name = name
         self._max_batch = max_batch
-        self._parked: list[_Parked[T, R]] = []
+        self._waiting: deque[_Batch[T, R]] = deque()  # the last one still takes items
         self._wakeup = anyio.Event()
         self._running = False
         self._batches = 0
@@ -87,66 +95,70 @@ class GroupCommit(Generic[T, R]):
         """
         if not self._running:
             raise GroupCommitFailed(f"{self._name} is not running")
-        parked: _Parked[T, R] = _Parked(item)
-        self._parked.append(parked)
+        waiting = self._waiting
+        if not waiting or len(waiting[-1].items) >= self._max_batch:
+            waiting.append(_Batch())
+        batch = waiting[-1]
+        index = len(batch.items)
+        batch.items.append(item)
         self._wakeup.set()
-        await parked.done.wait()
-        if parked.error is not None:
-            raise parked.error
-        return parked.result  # type: ignore[return-value]  # set with done when no error
+        await batch.done.wait()
+        if batch.error is not None:
+            # A fresh exception per caller: one instance raised in many tasks would share and
+            # overwrite its traceback.
+            failure = GroupCommitFailed(*batch.error.args)
+            failure.__cause__ = batch.error.__cause__
+            raise failure
+        result = batch.results[index]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Write batches until cancelled; items still parked then get ``GroupCommitFailed``."""
+        """Write batches until cancelled; items still waiting then get ``GroupCommitFailed``."""
         self._running = True
         task_status.started()
         try:
             while True:
                 # Writes are shielded, so under steady traffic this is where a cancel lands.
                 await anyio.lowlevel.checkpoint_if_cancelled()
-                if not self._parked:
+                if not self._waiting:
                     self._wakeup = anyio.Event()
                     await self._wakeup.wait()
-                batch = self._parked[: self._max_batch]
-                del self._parked[: len(batch)]
-                await self._write(batch)
+                await self._write(self._waiting.popleft())
         finally:
             self._running = False
-            parked, self._parked = self._parked, []
-            for item in parked:
-                item.error = GroupCommitFailed(f"{self._name} stopped")
-                item.done.set()
+            waiting, self._waiting = self._waiting, deque()
+            for batch in waiting:
+                batch.error = GroupCommitFailed(f"{self._name} stopped")
+                batch.done.set()
 
-    async def _write(self, batch: list[_Parked[T, R]]) -> None:
+    async def _write(self, batch: _Batch[T, R]) -> None:
+        items = batch.items
         try:
             # Shielded: the callers were promised an answer for what reached storage.
             with anyio.CancelScope(shield=True):
-                results = await self._write_many([parked.item for parked in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"write_many returned {len(results)} results for {len(batch)}")
+                results = await self._write_many(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"write_many returned {len(results)} results for {len(items)}")
         except BaseException as exc:
-            log.error("%s: a batch of %d failed: %s", self._name, len(batch), exc)
-            for parked in batch:
-                failure = GroupCommitFailed(f"{self._name}: {exc!r}")
-                failure.__cause__ = exc
-                parked.error = failure
-                parked.done.set()
+            log.error("%s: a batch of %d failed: %s", self._name, len(items), exc)
+            failure = GroupCommitFailed(f"{self._name}: {exc!r}")
+            failure.__cause__ = exc
+            batch.error = failure
+            batch.done.set()
             if not isinstance(exc, Exception):
                 raise
             return
         self._batches += 1
-        self._committed += len(batch)
-        self._largest = max(self._largest, len(batch))
-        for parked, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                parked.error = result
-            else:
-                parked.result = result
-            parked.done.set()
+        self._committed += len(items)
+        self._largest = max(self._largest, len(items))
+        batch.results = results
+        batch.done.set()
 
     def statistics(self) -> GroupCommitStatistics:
         """Return batches written, items committed, items waiting and the largest batch."""
-        return GroupCommitStatistics(
-            self._batches, self._committed, len(self._parked), self._largest
-        )
+        waiting = sum(len(batch.items) for batch in self._waiting)
+        return GroupCommitStatistics(self._batches, self._committed, waiting, self._largest)
