@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 
 from api.intake import IntakeUnavailable
@@ -44,6 +45,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/webhooks/whatsapp"
+# What an oversized post may still send after its 413 is decided, read and dropped.
+DISCARD_BYTES = 4 * 1024 * 1024
+DISCARD_SECONDS = 5.0
 
 # Last time (monotonic) each number's unsigned webhooks were warned about: a warning per
 # webhook would flood the log (and cost ~2 % CPU at 400 webhooks/s), one per interval says it.
@@ -68,7 +72,9 @@ def _warn_unsigned(number: str) -> None:
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, *, body_ended: bool) -> None:
+        super().__init__()
+        self.body_ended = body_ended
 
 
 class _Disconnected(Exception):
@@ -124,9 +130,14 @@ class WebhookPost:
         limit = runtime.settings.webhook_max_bytes
         try:
             raw = await _read_body(receive, headers.get("content-length"), limit)
-        except _TooLarge:
+        except _TooLarge as refused:
             count("too_large").inc()
             log.warning("webhook over %d bytes refused", limit)
+            # Read (and drop) what the poster is still sending, within bounds: a client that
+            # is mid-upload when the 413 leaves and the connection closes gets a reset
+            # instead of the answer.
+            if not refused.body_ended:
+                await _discard(receive, DISCARD_BYTES, DISCARD_SECONDS)
             return 413, {"error": f"body larger than {limit} bytes"}
         try:
             body = orjson.loads(raw)
@@ -162,6 +173,16 @@ class WebhookPost:
         return 200, {"status": "ok", "inboxId": inbox_id}
 
 
+async def _discard(receive: Receive, budget: int, seconds: float) -> None:
+    """Receive and drop body chunks until the body ends, ``budget`` bytes or ``seconds``."""
+    with anyio.move_on_after(seconds):
+        while budget > 0:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            budget -= len(message.get("body", b""))
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     # ASGI header names are lower-case bytes; latin-1 keeps every byte (RFC 9110 field values).
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
@@ -170,7 +191,7 @@ def _headers(scope: Scope) -> dict[str, str]:
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """Return the whole request body; raises _TooLarge past ``limit``, _Disconnected."""
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise _TooLarge
+        raise _TooLarge(body_ended=False)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -180,7 +201,7 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _TooLarge
+            raise _TooLarge(body_ended=not message.get("more_body", False))
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
