@@ -114,7 +114,7 @@ async def _phase(
     gc.freeze()
     gc.disable()
     pool.ledger = ledger
-    m0 = scrape(target.api_url) if target.name != "baseline" else None
+    m0 = scrape(target.api_url)  # None for a target without /metrics (the baseline)
     s0, c0 = target.sample(), self_cpu()
     t_first = time.time_ns()
     try:
@@ -266,7 +266,7 @@ async def broadcast(target: Target, opts: Options) -> dict[str, Any]:
     ledger = DeliveryLedger(pool.clients_per_tenant(1), on_complete=complete)
     all_ms: list[float] = []
     timeouts = 0
-    m0 = scrape(target.api_url) if target.name != "baseline" else None
+    m0 = scrape(target.api_url)
     s0, c0 = target.sample(), self_cpu()
     pool.ledger = ledger
     try:

@@ -28,7 +28,7 @@ emit's frames were handed to every recipient's socket, which is how the desk mea
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from engine._socket import Socket
 
 # (recipients, Engine.IO text packets, their frames, callbacks once written) of one parked emit.
-Parked = tuple[Collection["Socket"], list[str], list[SharedFrame], list[Callable[[], None]]]
+Parked = tuple[Collection["Socket"], list[str], list[SharedFrame], Sequence[Callable[[], None]]]
 Deliver = Callable[[Collection["Socket"], list[str], list[SharedFrame]], int]
 
 __all__ = ["Coalescer"]
@@ -77,7 +77,7 @@ class Coalescer:
 
         ``on_written`` (optional) is called once the frames were handed to every target.
         """
-        done = [] if on_written is None else [on_written]
+        done = () if on_written is None else (on_written,)
         if not targets:
             _call_all(done)
             return
@@ -117,7 +117,8 @@ class Coalescer:
             self._deliver(targets, texts, frames)
             _call_all(done)
             return
-        groups: dict[frozenset[Socket], Parked] = {}
+        groups: dict[frozenset[Socket], tuple[Collection[Socket], list[str], list[SharedFrame],
+                                              list[Callable[[], None]]]] = {}  # fmt: skip
         for targets, texts, frames, done in parked:
             key = frozenset(targets)
             group = groups.get(key)
@@ -138,7 +139,7 @@ class Coalescer:
             _call_all(done)
 
 
-def _call_all(callbacks: list[Callable[[], None]]) -> None:
+def _call_all(callbacks: Sequence[Callable[[], None]]) -> None:
     # A failing callback is the caller's bug, but it must not cost the other emits their write.
     for callback in callbacks:
         try:
