@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PG_URL    ?= postgresql://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install install-test install-js services bench bench-ci lint typecheck clean
+.PHONY: run test smoke install install-test install-js services bench bench-ci lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ services:
 test: install-test install-js services
 	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} REDIS_URL=$${REDIS_URL:-$(REDIS_URL)} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
+
+## make smoke: the quick start as a new user meets it (fresh venv, runtime deps only, make run,
+## zapline listen, the specification's curl, SIGTERM). Needs ports 3333 and 3334 free.
+smoke:
+	bash .ci/smoke
 
 ## make bench: every scenario against Zapline and python-socketio, with the ratio table.
 bench: install-test

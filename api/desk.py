@@ -279,20 +279,43 @@ class Desk:
             metrics = self.runtime.metrics
             if metrics is not None and progress is not None and progress.received is not None:
                 on_written = _latency_observer(metrics.fanout_latency, progress.received)
-            self.announce_message(conversation, result.message, on_written)
+            latest = await self._latest_message(conversation, result.message)
+            self.announce_message(conversation, result.message, on_written, latest=latest)
         self._finished(inbox_id)
+
+    async def _latest_message(self, conversation: Conversation, message: Message) -> Message:
+        """The conversation's newest message: ``message`` unless it arrived out of order.
+
+        WhatsApp does not promise order across webhooks, and a card must never move back in
+        time: an older message is announced, but the card keeps showing the newest one.
+        """
+        newest = conversation.last_message_at
+        if newest is None or message.timestamp >= newest:
+            return message
+        try:
+            page, _ = await self.storage.list_messages(
+                conversation.tenant_id, conversation.id, limit=1
+            )
+        except Exception as exc:  # the message is stored: announce it whatever this read does
+            log.warning("conversation %s: newest message unreadable: %s", conversation.id, exc)
+            return message
+        return page[0] if page else message
 
     def announce_message(
         self,
         conversation: Conversation,
         message: Message,
         on_written: Callable[[], None] | None = None,
+        *,
+        latest: Message | None = None,
     ) -> None:
         """Emit ``message:new`` then ``conversation:updated`` to the tenant and the conversation.
 
         Both go out in ONE write per recipient (``emit_many``), deferred to the end of the
         scheduler turn so that every message announced in that turn (a group commit finishes
         many at once) shares the write: the send call is most of a delivery's cost.
+        ``latest`` is the conversation's newest message when it is not ``message`` (an older
+        message arrived late): ``conversation:updated`` always carries the card's real state.
         ``on_written`` runs once every local recipient's socket has them.
         """
         rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
@@ -300,10 +323,13 @@ class Desk:
             "conversationId": conversation.id,
             "message": message_payload(message, conversation.contact),
         }
+        last = latest if latest is not None else message
         updated = {
             "conversationId": conversation.id,
-            "lastMessage": last_message_summary(message),
-            "lastMessageAt": iso(message.timestamp),
+            "lastMessage": last_message_summary(last),
+            "lastMessageAt": iso(
+                max(last.timestamp, conversation.last_message_at or last.timestamp)
+            ),
         }
         self.engine.emit_many(
             [("message:new", (new,)), ("conversation:updated", (updated,))],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, current_app, request
@@ -10,6 +11,7 @@ from quart import Blueprint, current_app, request
 from api.context import runtime_of
 from api.guard import claims, error, require_auth
 from api.serialize import conversation_payload, iso, message_payload
+from api.whatsapp import CloudApiError, build_message
 from storage import UNSET
 from zapline.realtime import conversation_room, tenant_room
 
@@ -143,24 +145,54 @@ async def update_conversation(conversation_id: str) -> Any:
     return {"conversation": conversation_payload(conversation)}
 
 
+class _BadSend(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _outbound(body: Any, to: str) -> tuple[str, str, dict[str, Any]]:
+    """Return (type, content, metadata) of a send request; raise _BadSend naming the field.
+
+    The message is built in the Cloud API's shape here, before anything is stored, so a send
+    that could never go out is refused now with a 400 instead of failing later at Meta.
+    """
+    if not isinstance(body, dict):
+        raise _BadSend("body", "expected a JSON object {content, type?, metadata?}")
+    kind = body.get("type", "TEXT")
+    if not isinstance(kind, str) or kind.upper() not in MESSAGE_TYPES:
+        raise _BadSend("type", f"type must be one of {', '.join(MESSAGE_TYPES)}")
+    kind = kind.upper()
+    content = body.get("content")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        raise _BadSend("content", "content must be a string")
+    if len(content) > MAX_TEXT:
+        raise _BadSend("content", f"content is longer than {MAX_TEXT} characters")
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise _BadSend("metadata", "metadata must be an object")
+    if kind == "TEXT" and not content.strip():
+        raise _BadSend("content", "content must be a non-empty string for TEXT")
+    try:
+        build_message(to, kind, content, metadata)
+    except CloudApiError as exc:
+        raise _BadSend("content" if kind == "TEXT" else "metadata", exc.message) from None
+    return kind, content, metadata
+
+
 @blueprint.post("/api/conversations/<conversation_id>/messages")
 @require_auth
 async def send_message(conversation_id: str) -> Any:
-    """``{type?: "TEXT", content, metadata?}`` -> 202 with the PENDING message; a worker sends it."""
+    """``{type?: "TEXT", content, metadata?}`` -> 202 with the PENDING message; a worker sends it.
+
+    A body that cannot be sent answers 400 ``{error, field}``.
+    """
     body = await request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        return error(400, "expected JSON {content, type?, metadata?}")
-    kind = str(body.get("type") or "TEXT").upper()
-    content = body.get("content")
-    metadata = body.get("metadata") or {}
-    if kind not in MESSAGE_TYPES:
-        return error(400, f"type must be one of {', '.join(MESSAGE_TYPES)}")
-    if kind == "TEXT" and (not isinstance(content, str) or not content.strip()):
-        return error(400, "content must be a non-empty string for TEXT")
-    if isinstance(content, str) and len(content) > MAX_TEXT:
-        return error(400, f"content is longer than {MAX_TEXT} characters")
-    if not isinstance(metadata, dict):
-        return error(400, "metadata must be an object")
     runtime = runtime_of(current_app)
     if runtime.draining:
         return error(503, "shutting down; retry later")
@@ -168,8 +200,10 @@ async def send_message(conversation_id: str) -> Any:
     conversation = await runtime.storage.get_conversation(tenant_id, conversation_id)
     if conversation is None:
         return error(404, "conversation not found")
-    from datetime import UTC, datetime
-
+    try:
+        kind, content, metadata = _outbound(body, conversation.contact.phone_number)
+    except _BadSend as bad:
+        return error(400, bad.message, field=bad.field)
     now = datetime.now(UTC)
     message, _ = await runtime.storage.insert_message(
         tenant_id=tenant_id,

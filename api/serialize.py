@@ -20,16 +20,22 @@ def contact_payload(contact: Contact) -> dict[str, Any]:
     return {"id": contact.id, "phoneNumber": contact.phone_number, "name": contact.name}
 
 
+def wire_direction(direction: str) -> str:
+    """Storage's ``inbound``/``outbound`` as the contract's ``INBOUND``/``OUTBOUND``."""
+    return direction.upper()
+
+
 def message_payload(message: Message, contact: Contact) -> dict[str, Any]:
     """The ``message`` object of ``message:new``."""
     return {
         "id": message.id,
         "conversationId": message.conversation_id,
         "whatsappMessageId": message.whatsapp_message_id,
-        "direction": message.direction,
+        "direction": wire_direction(message.direction),
         "type": message.type,
-        # Media without a caption is stored with empty content; on the wire that is null.
-        "content": message.content or None,
+        # Always a string: the text or caption, '' when there is none (what the message is
+        # stays in ``type`` and ``metadata``).
+        "content": message.content or "",
         "metadata": message.metadata,
         "status": message.status,
         "error": message.error,
@@ -58,9 +64,9 @@ def last_message_summary(message: Message) -> dict[str, Any]:
     """The ``lastMessage`` of ``conversation:updated``: enough for a Kanban card."""
     return {
         "id": message.id,
-        "direction": message.direction,
+        "direction": wire_direction(message.direction),
         "type": message.type,
-        "content": message.content or None,
+        "content": message.content or "",
         "status": message.status,
         "timestamp": iso(message.timestamp),
     }

@@ -30,7 +30,12 @@ import anyio
 import orjson
 
 from api.intake import IntakeUnavailable
-from api.whatsapp import WebhookFormatError, phone_number_ids, verify_signature
+from api.whatsapp import (
+    WebhookFormatError,
+    WrongWebhookObject,
+    phone_number_ids,
+    verify_signature,
+)
 from zapline import logs
 
 if TYPE_CHECKING:
@@ -146,6 +151,10 @@ class WebhookPost:
             count("bad_json").inc()
             log.info("webhook with malformed JSON: %s", exc)
             return 400, {"error": f"malformed JSON: {exc}"}
+        except WrongWebhookObject as exc:
+            count("wrong_object").inc()
+            log.warning("webhook refused: %s", exc)
+            return 400, {"error": f"not a WhatsApp webhook: {exc}"}
         except WebhookFormatError as exc:
             count("bad_shape").inc()
             log.info("webhook with unexpected shape: %s", exc)

@@ -257,8 +257,8 @@ class Storage(ABC):
         """Store a message and return it with True; idempotent on the WhatsApp id.
 
         If the tenant already has a message with this ``whatsapp_message_id`` nothing is
-        written and the existing message is returned with False. Inbound messages are stored
-        with status "RECEIVED", outbound ones start "PENDING". Raises NotFound if the
+        written and the existing message is returned with False. The caller gives the status:
+        inbound messages are "DELIVERED", outbound ones start "PENDING". Raises NotFound if the
         conversation or contact is not the tenant's.
         """
 
@@ -280,7 +280,7 @@ class Storage(ABC):
 
         The same as, in order: ``upsert_contact(tenant_id, phone_number, contact_name)``,
         ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
-        (direction "inbound", status "RECEIVED"; ``content`` None is stored as "") and, only
+        (direction "inbound", status "DELIVERED"; ``content`` None is stored as "") and, only
         when the message is new, ``touch_conversation(conversation.id, timestamp)`` — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
@@ -367,7 +367,8 @@ class Storage(ABC):
 
         Monotonic, decided inside one SQL statement so racing reports cannot regress it:
         PENDING < SENT < DELIVERED < READ < FAILED (terminal). A status at or below the
-        stored one changes nothing and returns (message, False). ``error`` is stored when
+        stored one changes nothing and returns (message, False). Only outbound messages
+        take delivery reports: an inbound one is returned unchanged. ``error`` is stored when
         given. Raises ValueError for a status not on that ladder.
         """
 

@@ -33,7 +33,7 @@ _SALT_BYTES: Final = 16
 _KEY_BYTES: Final = 32
 
 # The status ladder as SQL, valid in SQLite and PostgreSQL alike. Anything off the ladder
-# (RECEIVED) ranks above FAILED so no status update or send result ever rewrites it.
+# ranks above FAILED so no status update or send result ever rewrites it.
 STATUS_RANK_SQL: Final = (
     "(CASE status "
     + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in STATUS_RANK.items())

@@ -68,7 +68,7 @@ _INBOUND_CONTACT: Final = (
 _INBOUND_MESSAGE: Final = (
     "WITH conv AS (SELECT id FROM conversations WHERE tenant_id = $1 AND contact_id = $2),"
     f" ins AS (INSERT INTO messages ({MESSAGE_COLS}) VALUES ($3, $1, (SELECT id FROM conv),"
-    " $2, $4, 'inbound', $5, $6, $7, 'RECEIVED', NULL, $8, $9)"
+    " $2, $4, 'inbound', $5, $6, $7, 'DELIVERED', NULL, $8, $9)"
     " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
     f" RETURNING {MESSAGE_COLS}),"
     " touched AS (UPDATE conversations SET updated_at = $9,"

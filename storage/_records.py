@@ -16,7 +16,7 @@ ROLES: Final = frozenset({"admin", "agent", "ops"})
 DIRECTIONS: Final = frozenset({"inbound", "outbound"})
 INBOX_STATES: Final = ("pending", "done", "failed", "unroutable")
 # Status only moves up this ladder. FAILED outranks everything so a failure report is never
-# hidden by a late DELIVERED; RECEIVED (inbound messages) is not on the ladder at all.
+# hidden by a late DELIVERED. Inbound messages start DELIVERED (READ once an agent read them).
 STATUS_RANK: Final[dict[str, int]] = {
     "PENDING": 0,
     "SENT": 1,
@@ -24,7 +24,7 @@ STATUS_RANK: Final[dict[str, int]] = {
     "READ": 3,
     "FAILED": 9,
 }
-MESSAGE_STATUSES: Final = frozenset({*STATUS_RANK, "RECEIVED"})
+MESSAGE_STATUSES: Final = frozenset(STATUS_RANK)
 
 
 class StorageError(Exception):

@@ -226,7 +226,7 @@ def write_inbound(
     conversation_id, created = conversation_for(db, tenant_id, contact_id, account, now)
     keys = (new_id(), tenant_id, conversation_id, contact_id, wamid)
     row, inserted = write_message(
-        db, (*keys, "inbound", mtype, content, metadata, "RECEIVED", None, when, now)
+        db, (*keys, "inbound", mtype, content, metadata, "DELIVERED", None, when, now)
     )
     if inserted:
         db.execute(TOUCH_CONVERSATION, (now, when, when, conversation_id))

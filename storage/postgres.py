@@ -413,7 +413,7 @@ class PostgresStorage(PostgresRecovery, Storage):
         rank = c.check_status_update(status)
         return await self._set_status(
             f"status = $3, error = coalesce($4::jsonb, error) WHERE tenant_id = $1"
-            f" AND whatsapp_message_id = $2 AND {_RANK} < $5",
+            f" AND whatsapp_message_id = $2 AND direction = 'outbound' AND {_RANK} < $5",
             "tenant_id = $1 AND whatsapp_message_id = $2",
             (tenant_id, whatsapp_message_id),
             (status, error, rank),

@@ -408,7 +408,7 @@ class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
         key = (tenant_id, whatsapp_message_id)
         return await self._set_status(
             f"status = ?, error = coalesce(?, error) WHERE tenant_id = ?"
-            f" AND whatsapp_message_id = ? AND {_RANK} < ?",
+            f" AND whatsapp_message_id = ? AND direction = 'outbound' AND {_RANK} < ?",
             (status, err, *key, rank),
             "tenant_id = ? AND whatsapp_message_id = ?",
             key,

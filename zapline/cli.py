@@ -28,12 +28,13 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _run_async(main: Any) -> Any:
+    # Only the import is guarded: an ImportError raised while ``main`` runs is a real error,
+    # and ``main`` is a coroutine that must not be started a second time.
     try:
         import uvloop
-
-        return uvloop.run(main)
     except ImportError:
         return asyncio.run(main)
+    return uvloop.run(main)
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -5,13 +5,14 @@ Nothing here touches storage or sockets; intake and workers call these functions
 
 from __future__ import annotations
 
-from ._cloud import CloudApiClient, CloudApiError, SendResult
+from ._cloud import CloudApiClient, CloudApiError, SendResult, build_message
 from ._fake import create_fake_app, serve_fake
 from ._payload import (
     InboundMessage,
     StatusUpdate,
     WebhookBatch,
     WebhookFormatError,
+    WrongWebhookObject,
     parse_webhook,
     phone_number_ids,
 )
@@ -27,6 +28,8 @@ __all__ = [
     "StatusUpdate",
     "WebhookBatch",
     "WebhookFormatError",
+    "WrongWebhookObject",
+    "build_message",
     "create_fake_app",
     "parse_webhook",
     "phone_number_ids",

@@ -20,6 +20,7 @@ __all__ = [
     "StatusUpdate",
     "WebhookBatch",
     "WebhookFormatError",
+    "WrongWebhookObject",
     "parse_webhook",
     "phone_number_ids",
 ]
@@ -54,6 +55,11 @@ class WebhookFormatError(ValueError):
     """The body is not a WhatsApp Business Account webhook at all (answer it with a 400)."""
 
 
+class WrongWebhookObject(WebhookFormatError):
+    """The body names an ``object`` other than a WhatsApp Business Account (another product's
+    webhook sent to this endpoint: a subscription mistake worth a warning)."""
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message a WhatsApp user sent to one of our business phone numbers."""
@@ -65,7 +71,7 @@ class InboundMessage:
     whatsapp_message_id: str
     timestamp: datetime
     type: str
-    content: str | None
+    content: str  # the readable text; '' when the message has none (media without caption)
     metadata: dict[str, Any]
 
 
@@ -98,8 +104,10 @@ class WebhookBatch:
 def _entries(body: object) -> list[Any]:
     if not isinstance(body, dict):
         raise WebhookFormatError(f"webhook body must be a JSON object, not {type(body).__name__}")
-    if body.get("object") != _OBJECT:
-        raise WebhookFormatError(
+    # Meta always sends ``object``; people testing by hand often leave it out, and a body
+    # without it is still read as a WhatsApp webhook. Naming another object is a mistake.
+    if "object" in body and body["object"] != _OBJECT:
+        raise WrongWebhookObject(
             f"webhook object is {body.get('object')!r}, expected {_OBJECT!r}: "
             "is this endpoint subscribed to the right app?"
         )
@@ -147,7 +155,8 @@ def parse_webhook(body: dict[str, Any]) -> WebhookBatch:
 
     Malformed parts inside a well-formed body are left out and described in ``skipped``.
     Raises WebhookFormatError only when the body as a whole is not a WhatsApp Business Account
-    webhook (not an object, wrong ``object``, no ``entry`` list).
+    webhook (not an object, no ``entry`` list; WrongWebhookObject when it names another
+    ``object``; a body without ``object`` is read as a WhatsApp webhook).
     """
     skipped: list[str] = []
     messages: list[InboundMessage] = []
@@ -160,8 +169,10 @@ def parse_webhook(body: dict[str, Any]) -> WebhookBatch:
         pid = _phone_number_id(change)
         if pid is not None:
             ids.add(pid)
-        if change.get("field") != "messages":
-            skipped.append(f"{where}: field {change.get('field')!r} is not handled")
+        # A change without ``field`` (hand-written tests) is read by its ``value``.
+        field = change.get("field", "messages")
+        if field != "messages":
+            skipped.append(f"{where}: field {field!r} is not handled")
             continue
         value = change.get("value")
         if pid is None or not isinstance(value, dict):
@@ -255,7 +266,7 @@ def _message(
         whatsapp_message_id=wamid,
         timestamp=when,
         type=mtype,
-        content=message_content(mtype, raw),
+        content=message_content(mtype, raw) or "",
         metadata=raw,
     )
 

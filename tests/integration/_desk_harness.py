@@ -23,6 +23,7 @@ import anyio
 import httpx
 import orjson
 import socketio
+from _contract import event_violations
 
 from api.whatsapp import sign
 from zapline.auth import issue_token
@@ -266,9 +267,13 @@ class Tenant:
 
 
 def create_tenant(
-    server: ZaplineServer, *, app_secret: str | None = FAKE_APP_SECRET, role: str = "agent"
+    server: ZaplineServer,
+    *,
+    app_secret: str | None = FAKE_APP_SECRET,
+    role: str = "agent",
+    phone_number_id: str | None = None,
 ) -> Tenant:
-    """Create a tenant, an agent and a number (unique ids) with the admin CLI."""
+    """Create a tenant, an agent and a number (unique ids unless given) with the admin CLI."""
     tag = uuid.uuid4().hex[:10]
     tenant = server.cli("tenant", "create", "--name", f"it-{tag}")
     email, password = f"agent-{tag}@it.example", f"pw-{tag}"
@@ -286,7 +291,7 @@ def create_tenant(
         "--name",
         f"Agent {tag}",
     )
-    pnid, verify = f"pn-{tag}", f"verify-{tag}"
+    pnid, verify = phone_number_id or f"pn-{tag}", f"verify-{tag}"
     args = [
         "account",
         "add",
@@ -341,6 +346,8 @@ class EventLog:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
+        # What any received server event got wrong against the README's wire contract.
+        self.violations: list[str] = []
         self._changed = anyio.Event()
 
     def record(self, event: str, data: Any) -> None:
@@ -367,6 +374,7 @@ class EventLog:
         """
         with anyio.move_on_after(within):
             while True:
+                assert not self.violations, f"wire contract broken: {self.violations}"
                 found = self.named(event, where)
                 if len(found) >= count:
                     return found
@@ -393,10 +401,12 @@ async def connect_client(
     *,
     reconnection: bool = False,
     transports: Iterable[str] | None = ("websocket",),
+    contract: bool = True,
 ) -> tuple[socketio.AsyncClient, EventLog]:
     """Connect a python-socketio client with ``auth: {token}``; return it and its event log.
 
-    ``connect``, ``disconnect`` and ``connect_error`` are logged too. Raises
+    ``connect``, ``disconnect`` and ``connect_error`` are logged too. Every other event is
+    checked against the README's wire contract unless ``contract`` is False. Raises
     ``socketio.exceptions.ConnectionError`` when the server refuses.
     """
     log = EventLog()
@@ -409,7 +419,10 @@ async def connect_client(
 
     @client.on("*")
     async def any_event(event: str, *data: Any) -> None:
-        log.record(event, data[0] if len(data) == 1 else list(data))
+        payload = data[0] if len(data) == 1 else list(data)
+        if contract:  # engine-level tests emit their own probe events
+            log.violations.extend(event_violations(event, payload))
+        log.record(event, payload)
 
     @client.event
     async def connect() -> None:

@@ -17,6 +17,7 @@ import pytest
 import socketio
 from _desk_db import make_database
 from _desk_harness import (
+    EventLog,
     FakeCloud,
     SocketFactory,
     Tenant,
@@ -85,10 +86,12 @@ async def http(anyio_backend: str) -> AsyncIterator[httpx.AsyncClient]:
 async def sio(anyio_backend: str) -> AsyncIterator[SocketFactory]:
     """``await sio(url, token, **kw)`` -> ``(client, events)``; every client disconnects at teardown."""
     clients: list[socketio.AsyncClient] = []
+    logs: list[EventLog] = []
 
     async def factory(url: str, token: str | None, **kwargs: Any) -> Any:
         client, log = await connect_client(url, token, **kwargs)
         clients.append(client)
+        logs.append(log)
         return client, log
 
     try:
@@ -97,3 +100,6 @@ async def sio(anyio_backend: str) -> AsyncIterator[SocketFactory]:
         for client in clients:
             if client.connected:
                 await client.disconnect()
+    # Every event any of the test's clients received is held to the README's contract.
+    broken = [v for log in logs for v in log.violations]
+    assert not broken, f"events broke the README's wire contract: {broken[:20]}"

@@ -42,7 +42,7 @@ async def open_conversation(
     response = await post_webhook(http, zapline, body, secret=tenant.app_secret)
     assert response.status_code == 200, response.text
     (event,) = await events.wait_for(
-        "message:new", lambda d: d["message"]["direction"] == "inbound"
+        "message:new", lambda d: d["message"]["direction"] == "INBOUND"
     )
     return event["conversationId"], phone
 
@@ -60,7 +60,7 @@ async def send(
     message = response.json()["message"]
     assert (message["status"], message["direction"], message["type"]) == (
         "PENDING",
-        "outbound",
+        "OUTBOUND",
         "TEXT",
     )
     assert message["content"] == text

@@ -192,7 +192,7 @@ async def crash_with_a_pending_reply(
     )
     assert response.status_code == 202, response.text
     reply = dict(response.json()["message"])
-    assert (reply["status"], reply["direction"], reply["content"]) == ("PENDING", "outbound", text)
+    assert (reply["status"], reply["direction"], reply["content"]) == ("PENDING", "OUTBOUND", text)
 
     async def first_attempt_refused() -> bool:
         return SEND_RETRY_LOGGED in server.log_path.read_text(errors="replace")

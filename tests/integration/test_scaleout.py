@@ -91,10 +91,10 @@ async def _node(redis_url: str, channel: str) -> AsyncIterator[tuple[Fanout, int
 async def test_fanout_carries_emits_between_engines(redis_url: str) -> None:
     channel = f"zapline-test:{uuid.uuid4().hex}"
     async with _node(redis_url, channel) as (a, _), _node(redis_url, channel) as (b, b_port):
-        client, events = await connect_client(f"http://127.0.0.1:{b_port}", None)
+        client, events = await connect_client(f"http://127.0.0.1:{b_port}", None, contract=False)
         try:
-            assert a.emit("message:new", {"conversationId": "c1"}, to="tenant:t1") == 0
-            (payload,) = await events.wait_for("message:new")
+            assert a.emit("fanout:probe", {"conversationId": "c1"}, to="tenant:t1") == 0
+            (payload,) = await events.wait_for("fanout:probe")
             assert payload == {"conversationId": "c1"}
             assert a.emit("other-room", {"x": 1}, to="tenant:t2") == 0
             # B's own emit is local once, never echoed back through the broker.
@@ -102,7 +102,7 @@ async def test_fanout_carries_emits_between_engines(redis_url: str) -> None:
             await events.wait_for("conversation:updated")
             await events.expect_none("conversation:updated", within=0.3)
             assert events.named("other-room") == []
-            assert len(events.named("message:new")) == 1
+            assert len(events.named("fanout:probe")) == 1
         finally:
             await client.disconnect()
     assert a.statistics().published == 2 and b.statistics().received == 2
@@ -200,20 +200,20 @@ async def test_fanout_aclose_lets_pending_messages_out(
     channel = f"zapline-test:{uuid.uuid4().hex}"
     engine = _engine()
     fanout = Fanout(engine, RedisBroker(redis_url, channel=channel))
-    fanout.emit("message:new", {"n": 1}, to="tenant:t1")
+    fanout.emit("fanout:probe", {"n": 1}, to="tenant:t1")
     await fanout.aclose(grace=0.05)  # nothing runs the broker: the message stays pending
     assert fanout.statistics().pending == 1
     assert "1 messages not sent" in caplog.text
     async with _node(redis_url, channel) as (peer, peer_port):
-        client, events = await connect_client(f"http://127.0.0.1:{peer_port}", None)
+        client, events = await connect_client(f"http://127.0.0.1:{peer_port}", None, contract=False)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(lambda task_status: fanout.run(task_status=task_status))
-                fanout.emit("message:new", {"n": 2}, to="tenant:t1")
+                fanout.emit("fanout:probe", {"n": 2}, to="tenant:t1")
                 await fanout.aclose(grace=5.0)
                 assert fanout.statistics().pending == 0
                 tg.cancel_scope.cancel()
-            received = await events.wait_for("message:new", count=2)
+            received = await events.wait_for("fanout:probe", count=2)
         finally:
             await client.disconnect()
     assert received == [{"n": 1}, {"n": 2}]

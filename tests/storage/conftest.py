@@ -51,7 +51,8 @@ async def storage(
     except StorageUnavailable as exc:
         _unavailable(str(exc))
     try:
-        assert await store.migrate() == [1, 2, 3]
+        applied = await store.migrate()
+        assert applied == list(range(1, len(applied) + 1)) and len(applied) >= 4
         yield store
     finally:
         await store.aclose()

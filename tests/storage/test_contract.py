@@ -48,13 +48,19 @@ async def make_desk(storage: Storage, phone: str = "5511999990000") -> Desk:
 
 
 async def add_message(
-    storage: Storage, desk: Desk, at: datetime, *, wamid: str | None = None, status: str = "PENDING"
+    storage: Storage,
+    desk: Desk,
+    at: datetime,
+    *,
+    wamid: str | None = None,
+    status: str = "PENDING",
+    direction: str = "outbound",
 ) -> tuple[Message, bool]:
     return await storage.insert_message(
         tenant_id=desk.tenant.id,
         conversation_id=desk.conversation.id,
         contact_id=desk.contact.id,
-        direction="inbound" if status == "RECEIVED" else "outbound",
+        direction=direction,
         type="TEXT",
         content=f"hello at {at.isoformat()}",
         metadata={"n": 1, "tags": ["a"]},
@@ -242,9 +248,11 @@ async def test_tenant_isolation(storage: Storage) -> None:
 
 async def test_insert_message_is_idempotent(storage: Storage) -> None:
     desk = await make_desk(storage)
-    first, created = await add_message(storage, desk, T0, wamid="wamid.A", status="RECEIVED")
+    first, created = await add_message(
+        storage, desk, T0, wamid="wamid.A", status="DELIVERED", direction="inbound"
+    )
     assert created and first.whatsapp_message_id == "wamid.A"
-    assert (first.direction, first.status, first.error) == ("inbound", "RECEIVED", None)
+    assert (first.direction, first.status, first.error) == ("inbound", "DELIVERED", None)
     assert first.metadata == {"n": 1, "tags": ["a"]} and first.timestamp == T0
     again, created = await add_message(storage, desk, T0 + timedelta(seconds=1), wamid="wamid.A")
     assert not created and again == first
@@ -281,7 +289,10 @@ async def test_status_is_monotonic_in_every_order(storage: Storage) -> None:
             assert (final[0].error is not None) == ("FAILED" in order)
     assert n == 64
     assert await storage.update_message_status(desk.tenant.id, "wamid.unknown", "READ") is None
-    inbound, _ = await add_message(storage, desk, T0, wamid="wamid.in", status="RECEIVED")
+    # Delivery reports are for what we sent: an inbound message never takes one.
+    inbound, _ = await add_message(
+        storage, desk, T0, wamid="wamid.in", status="DELIVERED", direction="inbound"
+    )
     result = await storage.update_message_status(desk.tenant.id, "wamid.in", "READ")
     assert result is not None and result == (inbound, False)
     with pytest.raises(ValueError):

@@ -62,7 +62,7 @@ async def test_record_inbound_creates_contact_conversation_and_message(storage: 
     assert (conv.contact.phone_number, conv.contact.name) == ("5511999990000", "Ana")
     assert (message.direction, message.status, message.type, message.error) == (
         "inbound",
-        "RECEIVED",
+        "DELIVERED",
         "TEXT",
         None,
     )

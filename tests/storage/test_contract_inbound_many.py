@@ -84,7 +84,7 @@ async def test_record_inbound_many_stores_each_record_in_order(storage: Storage)
         message, conv = result.message, result.conversation
         # Each slot is the answer for ITS record, not another one of the batch.
         assert (message.whatsapp_message_id, message.content) == (f"wamid.{i}", f"m{i}")
-        assert (message.direction, message.status, message.type) == ("inbound", "RECEIVED", "TEXT")
+        assert (message.direction, message.status, message.type) == ("inbound", "DELIVERED", "TEXT")
         assert message.metadata == sent.metadata and message.timestamp == sent.timestamp
         assert (conv.contact.phone_number, conv.contact.name) == (phones[i], f"C{i}")
         assert (conv.tenant_id, conv.account_id) == (tenant.id, account.id)

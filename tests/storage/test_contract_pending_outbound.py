@@ -18,7 +18,7 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 async def open_conversation(storage: Storage, name: str, phone: str) -> Conversation:
-    """A tenant with a number and a conversation its customer opened (one RECEIVED message)."""
+    """A tenant with a number and a conversation its customer opened (one DELIVERED message)."""
     tenant = await storage.create_tenant(name)
     account = await storage.add_account(tenant.id, f"pn-{tenant.id}")
     result = await storage.record_inbound(
@@ -32,7 +32,7 @@ async def open_conversation(storage: Storage, name: str, phone: str) -> Conversa
         metadata={},
         timestamp=T0,
     )
-    assert result.message.status == "RECEIVED"
+    assert result.message.status == "DELIVERED"
     return result.conversation
 
 
@@ -64,7 +64,7 @@ async def reply(
 async def test_pending_outbound_is_empty_without_messages(storage: Storage) -> None:
     assert await storage.pending_outbound() == []
     await open_conversation(storage, "Acme", "5511999990000")
-    # An inbound message (RECEIVED) is never something to send.
+    # An inbound message (DELIVERED) is never something to send.
     assert await storage.pending_outbound() == []
 
 

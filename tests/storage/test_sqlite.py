@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 async def test_data_survives_reopen(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     async with await open_storage(url) as store:
-        assert await store.migrate() == [1, 2, 3]
+        assert await store.migrate() == [1, 2, 3, 4]
         tenant = await store.create_tenant("Acme")
         ids = await store.inbox_append([b"a", b"b"])
         account = await store.add_account(tenant.id, "pn")
@@ -39,7 +39,7 @@ async def test_data_survives_reopen(tmp_path: Path) -> None:
             type="TEXT",
             content="olá",
             metadata={"k": "v"},
-            status="RECEIVED",
+            status="DELIVERED",
             timestamp=at,
             whatsapp_message_id="wamid.1",
         )
@@ -55,7 +55,12 @@ async def test_data_survives_reopen(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "desk.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = raw.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert versions == [(1, "initial"), (2, "meta_recent_messages"), (3, "pending_outbound")]
+        assert versions == [
+            (1, "initial"),
+            (2, "meta_recent_messages"),
+            (3, "pending_outbound"),
+            (4, "inbound_delivered"),
+        ]
     raw.close()
 
 
@@ -70,7 +75,7 @@ async def test_second_process_can_write_while_first_is_open(tmp_path: Path) -> N
 
 async def test_memory_database_works() -> None:
     async with await open_storage("sqlite:///:memory:") as store:
-        assert await store.migrate() == [1, 2, 3]
+        assert await store.migrate() == [1, 2, 3, 4]
         tenant = await store.create_tenant("Acme")
         assert await store.get_tenant(tenant.id) == tenant
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.whatsapp import (
     WebhookFormatError,
+    WrongWebhookObject,
     parse_webhook,
     phone_number_ids,
     status_webhook,
@@ -57,16 +59,16 @@ MEDIA = {"mime_type": "image/jpeg", "sha256": "abc", "id": "2754859441498128"}
 CASES = [
     (_msg("text", {"body": "Hi there"}), "TEXT", "Hi there"),
     (_msg("image", {**MEDIA, "caption": "my cat"}), "IMAGE", "my cat"),
-    (_msg("image", MEDIA), "IMAGE", None),
+    (_msg("image", MEDIA), "IMAGE", ""),
     (_msg("video", {**MEDIA, "mime_type": "video/mp4", "caption": "clip"}), "VIDEO", "clip"),
-    (_msg("audio", {**MEDIA, "mime_type": "audio/ogg", "voice": True}), "AUDIO", None),
+    (_msg("audio", {**MEDIA, "mime_type": "audio/ogg", "voice": True}), "AUDIO", ""),
     (_msg("document", {**MEDIA, "filename": "invoice.pdf"}), "DOCUMENT", "invoice.pdf"),
     (
         _msg("document", {**MEDIA, "filename": "a.pdf", "caption": "the bill"}),
         "DOCUMENT",
         "the bill",
     ),
-    (_msg("sticker", {**MEDIA, "mime_type": "image/webp", "animated": False}), "STICKER", None),
+    (_msg("sticker", {**MEDIA, "mime_type": "image/webp", "animated": False}), "STICKER", ""),
     (
         _msg(
             "location",
@@ -83,7 +85,7 @@ CASES = [
     ),
     (_msg("location", {"latitude": 1.5, "longitude": 2}), "LOCATION", "(1.5, 2)"),
     (_msg("reaction", {"message_id": "wamid.X", "emoji": "\U0001f44d"}), "REACTION", "\U0001f44d"),
-    (_msg("reaction", {"message_id": "wamid.X"}), "REACTION", None),
+    (_msg("reaction", {"message_id": "wamid.X"}), "REACTION", ""),
     (
         _msg(
             "contacts",
@@ -125,14 +127,14 @@ CASES = [
             errors=[{"code": 131051, "title": "Message type unknown"}],
         ),
         "UNSUPPORTED",
-        None,
+        "",
     ),
-    (_msg("order", {"catalog_id": "1", "product_items": []}), "UNSUPPORTED", None),
+    (_msg("order", {"catalog_id": "1", "product_items": []}), "UNSUPPORTED", ""),
 ]
 
 
 @pytest.mark.parametrize(("message", "kind", "content"), CASES)
-def test_every_message_type(message: dict[str, Any], kind: str, content: str | None) -> None:
+def test_every_message_type(message: dict[str, Any], kind: str, content: str) -> None:
     batch = parse_webhook(_body(_change([message])))
     assert batch.skipped == []
     (parsed,) = batch.messages
@@ -287,6 +289,45 @@ def test_not_a_whatsapp_webhook(body: Any) -> None:
         phone_number_ids(body)
 
 
+# The product specification's own "test via webhook" body, byte for byte: no ``object``, no
+# ``field``. People test by hand with it, so it must be read as a WhatsApp webhook.
+SPEC_BODY = (
+    b'{"entry":[{"id":"test-entry","changes":[{"value":{"messaging_product":"whatsapp",'
+    b'"metadata":{"display_phone_number":"5511999999999","phone_number_id":"test-phone-id"},'
+    b'"messages":[{"from":"5511888888888","id":"test-msg-id","timestamp":"1699999999",'
+    b'"type":"text","text":{"body":"Mensagem de teste Socket.io"}}]}}]}]}'
+)
+
+
+def test_the_specification_body_without_object_and_field_is_a_webhook() -> None:
+    body = orjson.loads(SPEC_BODY)
+    assert phone_number_ids(body) == frozenset({"test-phone-id"})
+    batch = parse_webhook(body)
+    assert batch.skipped == []
+    (message,) = batch.messages
+    assert (message.phone_number_id, message.wa_id, message.whatsapp_message_id) == (
+        "test-phone-id",
+        "5511888888888",
+        "test-msg-id",
+    )
+    assert (message.type, message.content) == ("TEXT", "Mensagem de teste Socket.io")
+
+
+@pytest.mark.parametrize("obj", ["page", "instagram", None, 1])
+def test_a_body_naming_another_object_is_refused(obj: Any) -> None:
+    body = {**orjson.loads(SPEC_BODY), "object": obj}
+    with pytest.raises(WrongWebhookObject, match="expected 'whatsapp_business_account'"):
+        parse_webhook(body)
+    with pytest.raises(WrongWebhookObject):
+        phone_number_ids(body)
+
+
+def test_media_without_caption_has_empty_content() -> None:
+    message = _msg("audio", {"id": "media-1", "mime_type": "audio/ogg"})
+    (parsed,) = parse_webhook(_body(_change([message]))).messages
+    assert (parsed.type, parsed.content) == ("AUDIO", "")
+
+
 def test_sample_text_webhook_round_trips() -> None:
     when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     body = text_message_webhook(
@@ -383,4 +424,4 @@ def test_arbitrary_json_raises_nothing_but_webhook_format_error(body: Any) -> No
     assert phone_number_ids(body) == batch.phone_number_ids
     for message in batch.messages:
         assert message.timestamp.tzinfo is UTC
-        assert message.content is None or isinstance(message.content, str)
+        assert isinstance(message.content, str)
