@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -33,7 +34,7 @@ import orjson
 
 from api.accounts import AccountCache
 from api.intake import InboxWriter
-from api.recovery import recover
+from api.recovery import recover, replay_inbox
 from api.serialize import conversation_payload, iso, last_message_summary, message_payload
 from api.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
 from engine.group_commit import GroupCommit
@@ -99,6 +100,8 @@ class Desk:
         node = settings.node_id or f"{socket.gethostname()}:{settings.port}"
         self.lifecycle_key = f"{LIFECYCLE_KEY}:{node}"
         self._progress: dict[int, _InboxProgress] = {}
+        # Inbox rows queued as "inbox" jobs (replays) that have not been split yet.
+        self.replaying: set[int] = set()
         self._done_ids: list[int] = []
         self._done_wakeup = anyio.Event()
 
@@ -118,6 +121,7 @@ class Desk:
             await tg.start(self.intake.run)
             await tg.start(self.inbound.run)
             tg.start_soon(self._mark_done_loop)
+            tg.start_soon(self._sweep_loop)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -155,6 +159,7 @@ class Desk:
     async def handle_inbox(self, payload: tuple[int, dict[str, Any], bool, float | None]) -> None:
         """Split one webhook into message and status jobs."""
         inbox_id, body, replay, received = payload
+        self.replaying.discard(inbox_id)
         batch = parse_webhook(body)
         for reason in batch.skipped:
             log.info("inbox %d: skipped part: %s", inbox_id, reason)
@@ -435,14 +440,26 @@ class Desk:
     # -- dead letters ------------------------------------------------------------------------
 
     async def on_dead_letter(self, job: Job, exc: BaseException) -> None:
-        """Keep the failed job with its error; finish its inbox row; fail a send."""
+        """Keep the failed job with its error; finish its inbox row; fail a send.
+
+        An inbox row counts a dead-lettered part as finished only once the dead letter is
+        durable: if it cannot be written either, the row stays pending and the sweep (or the
+        next start) processes the whole webhook again. Raises what storage raised then.
+        """
         payload = job.payload
         record: dict[str, Any] = {"kind": job.kind, "attempts": job.attempts}
         if job.kind in ("inbound", "status"):
             inbox_id, item = payload
             record.update({"inboxId": inbox_id, "item": asdict(item)})
+            try:
+                await self._add_dead_letter(job, record, exc)
+            except BaseException:
+                # Forget the row here, so the sweep replays it: it stays pending in storage.
+                self._progress.pop(inbox_id, None)
+                raise
             self._finished(inbox_id)
-        elif job.kind == "send":
+            return
+        if job.kind == "send":
             tenant_id, message_id = payload
             record.update({"tenantId": tenant_id, "messageId": message_id})
             message = await self.storage.get_message(tenant_id, message_id)
@@ -453,10 +470,41 @@ class Desk:
                 await self._fail_send(message, err)
         elif job.kind == "inbox":
             record["inboxId"] = payload[0]
+            await self._add_dead_letter(job, record, exc)
             await self.storage.inbox_mark([payload[0]], "failed", error=repr(exc))
+            return
+        await self._add_dead_letter(job, record, exc)
+
+    async def _add_dead_letter(self, job: Job, record: dict[str, Any], exc: BaseException) -> None:
         log.error("job %s dead-lettered after %d attempts: %s", job.kind, job.attempts, exc)
         await self.storage.add_dead_letter(
             job.kind, orjson.loads(orjson.dumps(record, default=str)), repr(exc)
+        )
+
+    # -- the inbox sweep ---------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        # A row can be left pending while this process runs: storage was away when its
+        # dead letter was due, a split failed during an outage. It is replayed here, so
+        # nothing acknowledged waits for a restart.
+        interval = self.runtime.settings.inbox_sweep_interval
+        while True:
+            await anyio.sleep(interval)
+            try:
+                swept = await self.sweep_inbox(older_than=interval)
+            except Exception as exc:
+                log.warning("inbox sweep failed (next in %.0f s): %s", interval, exc)
+                continue
+            if swept:
+                log.info("inbox sweep: %d pending rows queued again", swept)
+
+    async def sweep_inbox(self, *, older_than: float) -> int:
+        """Queue again every pending row older than ``older_than`` s that nothing here is
+        processing; return how many. Raises what storage raises."""
+        busy = set(self._progress) | set(self._done_ids) | self.replaying
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        return await replay_inbox(
+            self, replay=False, skip=lambda row: row.id in busy or row.received_at > cutoff
         )
 
 

@@ -95,6 +95,11 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "zapline_jobs_waiting_retry", "Jobs waiting for a retry", value=queue.waiting_retry
         )
+        yield GaugeMetricFamily(
+            "zapline_jobs_waiting_storage",
+            "Jobs waiting for storage to return (an outage: they keep their attempts)",
+            value=queue.waiting_outage,
+        )
         yield CounterMetricFamily("zapline_job_retries", "Job retries", value=queue.retried)
         yield CounterMetricFamily(
             "zapline_dead_letters", "Jobs moved to dead letters", value=queue.dead

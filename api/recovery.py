@@ -13,13 +13,14 @@ with the old process; announcements made before they reconnect reach no one):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
 import orjson
 
 from engine.jobs import Priority
-from storage import Conversation
+from storage import Conversation, InboxItem
 
 if TYPE_CHECKING:
     from api.desk import Desk
@@ -94,8 +95,17 @@ async def reannounce_recent(desk: Desk, window_seconds: float) -> int:
     return len(messages)
 
 
-async def replay_inbox(desk: Desk) -> int:
-    """Queue every pending inbox row again (after a crash or restart); return how many."""
+async def replay_inbox(
+    desk: Desk,
+    *,
+    replay: bool = True,
+    skip: Callable[[InboxItem], bool] | None = None,
+) -> int:
+    """Queue every pending inbox row again (after a crash or restart); return how many.
+
+    ``replay`` says whether messages already stored are announced again (after a crash:
+    what was announced may have died with the process). ``skip`` leaves rows out.
+    """
     count = 0
     after = 0
     while True:
@@ -103,13 +113,16 @@ async def replay_inbox(desk: Desk) -> int:
         if not rows:
             return count
         for row in rows:
+            if skip is not None and skip(row):
+                continue
             try:
                 body = orjson.loads(row.body)
             except orjson.JSONDecodeError:
                 await desk.storage.inbox_mark([row.id], "failed", error="invalid JSON")
                 continue
+            desk.replaying.add(row.id)
             await desk.queue.put(
-                "inbox", (row.id, body, True, None), key=None, priority=Priority.MESSAGE
+                "inbox", (row.id, body, replay, None), key=None, priority=Priority.MESSAGE
             )
             count += 1
         after = rows[-1].id

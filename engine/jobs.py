@@ -20,6 +20,11 @@ A job moves through four places, and every move happens in this module's
 * *Waiting*: idle workers and blocked ``put()`` callers each wait on their own
   ``anyio.Event`` in a FIFO of waiters; a state change wakes exactly the waiters
   it can satisfy.  Retry delays are sleeping tasks in ``run()``'s task group.
+* *Outages*: a failure that ``is_transient`` recognises (the database is down, the
+  disk is full) is not the job's fault.  Such a job waits and retries with backoff
+  without spending its attempts, for up to ``outage_timeout`` seconds from its first
+  such failure; only then, or on any other error, do attempts count.  An
+  acknowledged message is never dead-lettered because its storage was away.
 * *Cancellation*: when ``run()`` is cancelled, a running or retrying job goes
   back to the ready heap (its attempt is not counted), so a restarted ``run()``
   picks it up.  Handlers must therefore be idempotent, which the design asks of
@@ -37,6 +42,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import Any
 
 import anyio
@@ -77,6 +83,9 @@ class Job:
     attempts: int = 0
     id: int = 0
     enqueued_at: float = 0.0
+    # Monotonic time of the first transient failure of the current outage, and how many.
+    outage_since: float | None = None
+    outage_retries: int = 0
 
 
 class QueueFull(Exception):
@@ -98,6 +107,7 @@ class QueueStatistics:
     depth: dict[str, int]
     running: int
     waiting_retry: int
+    waiting_outage: int
     done: int
     retried: int
     dead: int
@@ -179,8 +189,15 @@ class PriorityJobQueue:
         max_delay: float = 30.0,
         on_dead_letter: Callable[[Job, BaseException], Awaitable[None]] | None = None,
         on_done: Callable[[Job, float], None] | None = None,
+        is_transient: Callable[[BaseException], bool] | None = None,
+        outage_timeout: float = 3600.0,
+        outage_max_delay: float = 2.0,
     ) -> None:
-        """Create an empty, open queue; raises ``ValueError`` on a non-positive size or count."""
+        """Create an empty, open queue; raises ``ValueError`` on a non-positive size or count.
+
+        ``is_transient(exc)`` tells an outage (retry without spending attempts, for up to
+        ``outage_timeout`` seconds, at most ``outage_max_delay`` apart) from a job failure.
+        """
         if max_size < 1 or workers < 1 or max_attempts < 1:
             raise ValueError("max_size, workers and max_attempts must each be at least 1")
         self._max_size = max_size
@@ -190,6 +207,10 @@ class PriorityJobQueue:
         self._max_delay = max_delay
         self._on_dead_letter = on_dead_letter
         self._on_done = on_done
+        self._is_transient = is_transient
+        self._outage_timeout = outage_timeout
+        self._outage_max_delay = outage_max_delay
+        self._waiting_outage = 0
         self._kinds: dict[str, _Kind] = {}
         self._ids = itertools.count(1)
         self._ready: list[tuple[int, int, Job]] = []
@@ -295,6 +316,7 @@ class PriorityJobQueue:
             depth={p.name: n for p, n in self._depth.items()},
             running=self._running,
             waiting_retry=self._waiting_retry,
+            waiting_outage=self._waiting_outage,
             done=self._done,
             retried=self._retried,
             dead=self._dead,
@@ -378,6 +400,8 @@ class PriorityJobQueue:
         try:
             await kind.handler(job.payload)
         except Exception as exc:
+            if self._outage_retry(job, exc):
+                return
             if isinstance(exc, PermanentError) or job.attempts >= kind.max_attempts:
                 await self._bury(job, exc)
             else:
@@ -389,6 +413,7 @@ class PriorityJobQueue:
             self._requeue(job)
             raise
         self._done += 1
+        job.outage_since, job.outage_retries = None, 0
         try:
             if self._on_done is not None:
                 self._on_done(job, time.perf_counter() - started)
@@ -413,13 +438,39 @@ class PriorityJobQueue:
         assert self._task_group is not None  # workers only exist inside run()
         self._task_group.start_soon(self._retry_later, job, delay)
 
-    async def _retry_later(self, job: Job, delay: float) -> None:
+    async def _retry_later(self, job: Job, delay: float, *, outage: bool = False) -> None:
         try:
             await anyio.sleep(delay)
         finally:
             # Also on cancellation: the job goes back to the queue, not into limbo.
             self._waiting_retry -= 1
+            if outage:
+                self._waiting_outage -= 1
             self._requeue(job)
+
+    def _outage_retry(self, job: Job, exc: Exception) -> bool:
+        """Schedule a retry that spends no attempt if ``exc`` is an outage; return whether."""
+        if isinstance(exc, PermanentError) or self._is_transient is None:
+            return False
+        if not self._is_transient(exc):
+            return False
+        now = time.monotonic()
+        if job.outage_since is None:
+            job.outage_since = now
+            # One line per job and outage, without a traceback: an outage is expected weather.
+            logger.warning("job %s (%s) waits for storage to return: %s", job.id, job.kind, exc)
+        elif now - job.outage_since >= self._outage_timeout:
+            return False  # outlasted its budget: attempts count again
+        job.attempts -= 1
+        job.outage_retries += 1
+        ceiling = min(self._outage_max_delay, self._base_delay * 2 ** min(job.outage_retries, 16))
+        delay = random.uniform(ceiling / 2, ceiling)
+        self._retried += 1
+        self._waiting_retry += 1
+        self._waiting_outage += 1
+        assert self._task_group is not None  # workers only exist inside run()
+        self._task_group.start_soon(partial(self._retry_later, job, delay, outage=True))
+        return True
 
     async def _bury(self, job: Job, exc: BaseException) -> None:
         self._dead += 1

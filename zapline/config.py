@@ -81,6 +81,8 @@ class Settings:
     broker_channel: str = "zapline:fanout"
     node_id: str = ""
     recovery_window: float = 10.0
+    storage_outage_timeout: float = 3600.0
+    inbox_sweep_interval: float = 30.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -189,5 +191,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         broker_channel=_get(env, "ZAPLINE_BROKER_CHANNEL", "zapline:fanout"),
         node_id=_get(env, "ZAPLINE_NODE_ID", ""),
         recovery_window=_float(env, "ZAPLINE_RECOVERY_WINDOW", 10.0),
+        storage_outage_timeout=_float(env, "ZAPLINE_STORAGE_OUTAGE_TIMEOUT", 3600.0),
+        inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

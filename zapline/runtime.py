@@ -24,7 +24,7 @@ import anyio.abc
 from api.metrics import Metrics
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
-from storage import Storage, open_storage
+from storage import Storage, StorageUnavailable, open_storage
 from zapline.config import Settings
 from zapline.realtime import attach_realtime
 
@@ -97,6 +97,21 @@ async def _serve_api(runtime: Runtime, app: Any, shutdown: anyio.Event) -> None:
         await serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
 
 
+def is_storage_outage(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was caused by, storage being away (StorageUnavailable).
+
+    A group commit reports a failed batch as its own error with the storage error as cause.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, StorageUnavailable):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
     """Run the whole server until SIGINT/SIGTERM; return after a clean shutdown."""
     from api.app import create_asgi
@@ -123,6 +138,9 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             workers=settings.workers,
             on_dead_letter=dead_letter,
             on_done=job_done,
+            # A storage outage is not a reason to give up on an acknowledged message.
+            is_transient=is_storage_outage,
+            outage_timeout=settings.storage_outage_timeout,
         )
         runtime = Runtime(
             settings=settings, storage=storage, engine=engine, queue=queue, services=services

@@ -419,3 +419,66 @@ async def test_run_twice_is_refused() -> None:
     async with running(queue):
         with pytest.raises(RuntimeError, match="already running"):
             await queue.run()
+
+
+class Outage(Exception):
+    """Stands for a storage outage (the desk's StorageUnavailable)."""
+
+
+def outage_queue(dead: list[tuple[Job, BaseException]], **kwargs: Any) -> PriorityJobQueue:
+    async def on_dead(job: Job, exc: BaseException) -> None:
+        dead.append((job, exc))
+
+    return PriorityJobQueue(
+        base_delay=0.001,
+        max_attempts=3,
+        on_dead_letter=on_dead,
+        is_transient=lambda exc: isinstance(exc, Outage),
+        outage_max_delay=0.005,
+        **kwargs,
+    )
+
+
+async def test_an_outage_spends_no_attempts(caplog: pytest.LogCaptureFixture) -> None:
+    dead: list[tuple[Job, BaseException]] = []
+    queue = outage_queue(dead)
+    rec = Recorder(failures=20, exc=Outage)  # far more failures than max_attempts
+    queue.register("k", rec)
+    queue.put_nowait("k", "x", key="c")
+    queue.put_nowait("k", "y", key="c")  # held behind x for the whole outage
+    seen_waiting = 0
+    async with running(queue):
+        while rec.failures:
+            seen_waiting = max(seen_waiting, queue.statistics().waiting_outage)
+            await anyio.sleep(0.001)
+        assert await queue.drain(5)
+    assert dead == []
+    assert rec.seen == ["x"] * 21 + ["y"]
+    assert seen_waiting == 1
+    stats = queue.statistics()
+    assert (stats.done, stats.dead, stats.waiting_outage, stats.waiting_retry) == (2, 0, 0, 0)
+    # One line for the job's outage, without a traceback, not one per retry.
+    waits = [r for r in caplog.records if "waits for storage" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].exc_info is None
+
+
+async def test_an_outage_longer_than_its_budget_counts_attempts_again() -> None:
+    dead: list[tuple[Job, BaseException]] = []
+    queue = outage_queue(dead, outage_timeout=0.05)
+    queue.register("k", Recorder(failures=10_000, exc=Outage))
+    queue.put_nowait("k", "x")
+    async with running(queue):
+        assert await queue.drain(5)
+    [(job, exc)] = dead
+    assert isinstance(exc, Outage) and job.attempts == 3
+
+
+async def test_other_errors_still_spend_attempts_beside_an_outage_hook() -> None:
+    dead: list[tuple[Job, BaseException]] = []
+    queue = outage_queue(dead)
+    rec = Recorder(failures=99)
+    queue.register("k", rec)
+    queue.put_nowait("k", "x")
+    async with running(queue):
+        assert await queue.drain(5)
+    assert len(rec.seen) == 3 and len(dead) == 1
