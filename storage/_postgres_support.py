@@ -152,26 +152,70 @@ async def create_pool(url: str, schema: str | None) -> asyncpg.Pool:
         ) from exc
 
 
+# SQLSTATEs (whole classes by their first two characters, or single codes) that mean "not
+# now" rather than "never": the server is going away or coming back, is out of a resource,
+# or chose this transaction as the victim of a conflict. Retrying later can succeed.
+TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "53", "57", "58"})
+TRANSIENT_SQLSTATES: Final = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available (lock_timeout)
+        "25006",  # read_only_sql_transaction: a standby, e.g. during a failover
+    }
+)
+_CLOSED_PHRASES: Final = (
+    "connection is closed",
+    "connection was closed",
+    "pool is closed",
+    "pool is closing",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return True if ``exc`` (from asyncpg) is a failure that can pass.
+
+    Transient: the connection is lost, refused or closed (OSError, TimeoutError, an
+    interface error about a closed connection or pool), and the SQLSTATEs above:
+    classes 08 connection exception, 53 insufficient resources (disk full, out of memory,
+    too many connections), 57 operator intervention (admin shutdown, cannot connect now,
+    query canceled), 58 system error (I/O), and serialization failures, deadlocks, lock
+    timeouts and read-only transactions. Anything else (constraints, bad data, SQL) is not.
+    """
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+    if isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError):
+        # The driver's own errors: a closed connection or pool passes; a bad argument (a
+        # ValueError, whose text may quote any value) does not.
+        return any(phrase in str(exc) for phrase in _CLOSED_PHRASES)
+    return False
+
+
 @contextmanager
 def translated(pool: asyncpg.Pool | None, shown: str) -> Iterator[asyncpg.Pool]:
     """Yield ``pool``, turning asyncpg errors raised in the block into storage errors.
 
-    Raises StorageUnavailable (closed pool, lost connection), Conflict (unique violation),
-    NotFound (foreign key violation) or StorageError (anything else from the server).
+    Raises StorageUnavailable (closed storage, or :func:`is_transient`), Conflict (unique
+    violation), NotFound (foreign key violation) or StorageError (any other error of the
+    server or the driver).
     """
     if pool is None:
         raise StorageUnavailable(f"PostgreSQL storage {shown} is closed")
     try:
         yield pool
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict(f"already exists: {exc.detail or exc}") from exc
-    except asyncpg.ForeignKeyViolationError as exc:
-        raise NotFound(f"a referenced row does not exist in this tenant: {exc.detail}") from exc
-    except asyncpg.UndefinedTableError as exc:
-        raise StorageError(f"{exc}; call storage.migrate() first") from exc
-    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-        raise StorageUnavailable(f"PostgreSQL at {shown}: {exc}") from exc
-    except asyncpg.PostgresError as exc:
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if is_transient(exc):
+            raise StorageUnavailable(f"PostgreSQL at {shown}: {exc}") from exc
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            raise Conflict(f"already exists: {exc.detail or exc}") from exc
+        if isinstance(exc, asyncpg.ForeignKeyViolationError):
+            detail = exc.detail
+            raise NotFound(f"a referenced row does not exist in this tenant: {detail}") from exc
+        if isinstance(exc, asyncpg.UndefinedTableError):
+            raise StorageError(f"{exc}; call storage.migrate() first") from exc
         raise StorageError(f"PostgreSQL at {shown}: {exc}") from exc
 
 

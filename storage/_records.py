@@ -32,7 +32,12 @@ class StorageError(Exception):
 
 
 class StorageUnavailable(StorageError):
-    """The database cannot be reached, is closed, or refused the operation for I/O reasons."""
+    """A transient failure: the same call can succeed later, so back off and retry.
+
+    The database cannot be reached, lost the connection, is closed, full, locked, busy,
+    read-only or failed an I/O; or it aborted the transaction as a serialization or deadlock
+    victim. The table of what each implementation maps here is in ``storage/_base.py``.
+    """
 
 
 class Conflict(StorageError):

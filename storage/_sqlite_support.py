@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -110,30 +110,56 @@ def apply_migration(migration: Migration, db: sqlite3.Connection) -> bool:
     return True
 
 
+# SQLite primary result codes (the low byte of ``sqlite_errorcode``) that mean "not now"
+# rather than "never": the same statement can succeed once space, the lock or the file
+# system is back. Anything else (constraints, SQL errors, corruption) is permanent.
+TRANSIENT_CODES: Final = {
+    5: "SQLITE_BUSY",  # another connection holds the lock past busy_timeout
+    6: "SQLITE_LOCKED",
+    7: "SQLITE_NOMEM",
+    8: "SQLITE_READONLY",  # read-only file system, or the file became read-only
+    10: "SQLITE_IOERR",
+    13: "SQLITE_FULL",  # disk full, or max_page_count reached
+    14: "SQLITE_CANTOPEN",
+    15: "SQLITE_PROTOCOL",
+}
+
+
+def is_transient(exc: sqlite3.Error) -> bool:
+    """Return True if ``exc`` is a failure that can pass (see TRANSIENT_CODES).
+
+    An error without a result code (raised by the driver itself, not by SQLite) is not.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in TRANSIENT_CODES
+
+
 def guarded(fn: Callable[..., T], *args: Any) -> T:
     """Return ``fn(*args[:-1])``, translating sqlite3 errors; ``args[-1]`` is the db path.
 
-    Raises Conflict (unique rule), NotFound (foreign key), StorageUnavailable (cannot open,
-    locked past busy_timeout, I/O) or StorageError (anything else, e.g. schema missing).
+    Raises StorageUnavailable for a transient failure (:func:`is_transient`: disk full,
+    locked past busy_timeout, I/O error, read-only, cannot open) or a connection closed
+    under a queued call, Conflict (unique rule),
+    NotFound (foreign key) or StorageError (anything else, e.g. schema missing).
     """
     *call_args, path = args
     try:
         return fn(*call_args)
-    except sqlite3.IntegrityError as exc:
+    except sqlite3.Error as exc:
         text = str(exc)
-        if text.startswith("UNIQUE"):
+        if is_transient(exc) or (
+            isinstance(exc, sqlite3.ProgrammingError) and "closed database" in text
+        ):
+            raise StorageUnavailable(f"SQLite database {path}: {text}") from exc
+        if isinstance(exc, sqlite3.IntegrityError) and text.startswith("UNIQUE"):
             raise Conflict(
                 f"already exists: {text.removeprefix('UNIQUE constraint failed: ')}"
             ) from exc
-        if text.startswith("FOREIGN KEY"):
+        if isinstance(exc, sqlite3.IntegrityError) and text.startswith("FOREIGN KEY"):
             raise NotFound("a referenced row does not exist in this tenant") from exc
+        if "no such table" in text:
+            raise StorageError(f"SQLite {path}: {text}; call storage.migrate() first") from exc
         raise StorageError(f"SQLite {path}: {text}") from exc
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            raise StorageError(f"SQLite {path}: {exc}; call storage.migrate() first") from exc
-        raise StorageUnavailable(f"SQLite database {path}: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise StorageError(f"SQLite {path}: {exc}") from exc
 
 
 def in_transaction(
