@@ -25,6 +25,7 @@ from ._records import (
     StorageError,
     StorageUnavailable,
 )
+from ._text import encode_json, storable
 
 CONNECT_TIMEOUT: Final = 10.0
 USER_COLS: Final = "id, tenant_id, email, name, role, created_at"
@@ -112,10 +113,34 @@ def require_asyncio() -> None:
         )
 
 
+class StorableConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection whose queries send every argument as :func:`storable` makes it.
+
+    The seam where text enters PostgreSQL (pool calls reach it too): the same rule SQLite's
+    connection applies, so both store the same text (see ``storage/_text.py``).
+    """
+
+    async def execute(self, query: str, *args: Any, **options: Any) -> str:
+        """Return the status of ``query`` run with storable ``args``."""
+        return await super().execute(query, *storable(args), **options)  # type: ignore[no-any-return]
+
+    async def fetch(self, query: str, *args: Any, **options: Any) -> list[Any]:
+        """Return the rows of ``query`` run with storable ``args``."""
+        return await super().fetch(query, *storable(args), **options)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, query: str, *args: Any, **options: Any) -> Any:
+        """Return the first row (or None) of ``query`` run with storable ``args``."""
+        return await super().fetchrow(query, *storable(args), **options)
+
+    async def fetchval(self, query: str, *args: Any, **options: Any) -> Any:
+        """Return one value (or None) of ``query`` run with storable ``args``."""
+        return await super().fetchval(query, *storable(args), **options)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb",
-        encoder=lambda value: orjson.dumps(value).decode(),
+        encoder=encode_json,
         decoder=orjson.loads,
         schema="pg_catalog",
     )
@@ -144,6 +169,7 @@ async def create_pool(url: str, schema: str | None) -> asyncpg.Pool:
             max_size=10,
             timeout=CONNECT_TIMEOUT,
             init=_init_connection,
+            connection_class=StorableConnection,
             server_settings=settings,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -29,6 +29,7 @@ from ._records import (
     StorageUnavailable,
     User,
 )
+from ._text import encode_json, storable
 
 T = TypeVar("T")
 
@@ -60,15 +61,31 @@ TOUCH_CONVERSATION = (
 )
 
 
+class StorableConnection(sqlite3.Connection):
+    """A connection whose ``execute`` stores every parameter as :func:`storable` makes it.
+
+    The seam where text enters SQLite: the same rule PostgreSQL's connection applies, so
+    both store the same text (see ``storage/_text.py``).
+    """
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        """Return the cursor of ``sql`` run with storable ``parameters``."""
+        return super().execute(sql, storable(parameters))
+
+
 def connect(path: str) -> tuple[sqlite3.Connection, str]:
     """Return a connection to ``path`` set up for Zapline and its journal mode.
 
     The mode is "wal" unless the file system refused it ("memory" for ``:memory:``).
-    The connection starts with synchronous=FULL, busy timeout and foreign keys on.
+    The connection is a :class:`StorableConnection` and starts with synchronous=FULL, busy timeout and foreign keys on.
     Raises sqlite3.Error if the file cannot be opened.
     """
     conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        factory=StorableConnection,
     )
     try:
         conn.row_factory = sqlite3.Row
@@ -268,7 +285,7 @@ InboundArgs = tuple[tuple[str, str, str | None], str, tuple[str, str, str, str, 
 def inbound_args(record: InboundRecord) -> InboundArgs:
     """Return ``write_inbound``'s (contact, account, message) arguments for ``record``."""
     contact = (record.tenant_id, record.phone_number, record.contact_name or None)
-    body = (record.content or "", orjson.dumps(record.metadata).decode(), to_iso(record.timestamp))
+    body = (record.content or "", encode_json(record.metadata), to_iso(record.timestamp))
     return contact, record.account_id, (record.whatsapp_message_id, record.type, *body)
 
 

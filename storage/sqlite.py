@@ -85,6 +85,7 @@ from ._sqlite_support import (
     update_conversation,
     write_message,
 )
+from ._text import encode_json
 
 T = TypeVar("T")
 _RANK = c.STATUS_RANK_SQL
@@ -363,7 +364,7 @@ class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
     ) -> tuple[Message, bool]:
         c.check_message(direction, status)
         keys = (c.new_id(), tenant_id, conversation_id, contact_id, whatsapp_message_id)
-        body = (direction, type, content, orjson.dumps(metadata).decode(), status, None)
+        body = (direction, type, content, encode_json(metadata), status, None)
         values = (*keys, *body, c.to_iso(timestamp), c.to_iso(c.utcnow()))
         row, created = await self._write(partial(write_message, values=values))
         return row_message(row), created
@@ -404,7 +405,7 @@ class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
         error: dict[str, Any] | None = None,
     ) -> tuple[Message, bool] | None:
         rank = c.check_status_update(status)
-        err = None if error is None else orjson.dumps(error).decode()
+        err = None if error is None else encode_json(error)
         key = (tenant_id, whatsapp_message_id)
         return await self._set_status(
             f"status = ?, error = coalesce(?, error) WHERE tenant_id = ?"
@@ -429,7 +430,7 @@ class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
     async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
         result = await self._set_status(
             f"status = 'FAILED', error = ? WHERE id = ? AND {_RANK} < 9",
-            (orjson.dumps(error).decode(), message_id),
+            (encode_json(error), message_id),
             "id = ?",
             (message_id,),
         )
@@ -451,7 +452,7 @@ class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
     # -- dead letters ----------------------------------------------------------------------
 
     async def add_dead_letter(self, kind: str, payload: dict[str, Any], error: str) -> int:
-        body, now = orjson.dumps(payload).decode(), c.to_iso(c.utcnow())
+        body, now = encode_json(payload), c.to_iso(c.utcnow())
         row = await self._write_one(
             "INSERT INTO dead_letters (kind, payload, error, created_at)"
             " VALUES (?, ?, ?, ?) RETURNING id",
