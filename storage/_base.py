@@ -97,6 +97,17 @@ class Storage(ABC):
     async def ping(self) -> None:
         """Return None if a trivial query succeeds; raise StorageUnavailable otherwise."""
 
+    @abstractmethod
+    async def check_writable(self) -> None:
+        """Return None once a real write has committed; raise StorageUnavailable otherwise.
+
+        Commits (durably, as the inbox does) a transaction that writes and deletes an 8 KiB
+        row in ``meta``: more than a page, so it needs free space the way a new message
+        does. A full disk, a read-only file system, a lock held past the busy
+        timeout or a lost connection make it raise; a successful ``ping`` proves none of
+        that. Leaves no row behind. Raises StorageError if the schema is missing.
+        """
+
     # -- tenants, users, accounts ----------------------------------------------------------
 
     @abstractmethod

@@ -40,6 +40,16 @@ STATUS_RANK_SQL: Final = (
     + " ELSE 10 END)"
 )
 
+# The size of check_writable's probe row: more than a page (4 KiB by default in SQLite), so
+# committing it needs free pages, not only room in a page that is already there.
+WRITE_PROBE_BYTES: Final = 8192
+WRITE_PROBE_KEY: Final = "zapline:write-probe"
+
+
+def write_probe_value() -> str:
+    """Return the value check_writable writes: the time, padded to WRITE_PROBE_BYTES."""
+    return to_iso(utcnow()).ljust(WRITE_PROBE_BYTES, "-")
+
 
 def new_id() -> str:
     """Return a fresh record id (uuid4 as 32 lower-case hex digits)."""

@@ -102,6 +102,16 @@ class PostgresStorage(PostgresRecovery, Storage):
     async def ping(self) -> None:
         await self._row("SELECT 1")
 
+    async def check_writable(self) -> None:
+        with self._translated() as pool:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    *(c.WRITE_PROBE_KEY, c.write_probe_value()),
+                )
+                await conn.execute("DELETE FROM meta WHERE key = $1", c.WRITE_PROBE_KEY)
+
     # -- tenants, users, accounts ----------------------------------------------------------
 
     async def create_tenant(self, name: str) -> Tenant:

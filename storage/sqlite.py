@@ -153,6 +153,15 @@ class SQLiteStorage(SQLiteInbound, SQLiteRecovery, Storage):
     async def ping(self) -> None:
         await self._one("SELECT 1")
 
+    async def check_writable(self) -> None:
+        key, value = c.WRITE_PROBE_KEY, c.write_probe_value()
+
+        def probe(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+        await self._write(probe, durable=True)
+
     # -- tenants, users, accounts ----------------------------------------------------------
 
     async def create_tenant(self, name: str) -> Tenant:

@@ -6,6 +6,7 @@ implementation is plain anyio and must work on both.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -219,12 +220,20 @@ def test_a_killed_process_loses_no_unsynced_commit(tmp_path: Path) -> None:
 
 
 async def _fill_up(store: SQLiteStorage) -> None:
-    """Cap the file at the pages it has now: the next write that needs a page is SQLITE_FULL."""
+    """Cap the file at the pages it has, then write until not even a small row fits.
+
+    What a full disk looks like to SQLite: SQLITE_FULL on any write that needs a page, with
+    the free pages (the freelist) used up first, as writes in production use them up.
+    """
     await store._call(
         lambda db: db.execute(
             f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}"
         )
     )
+    for size in (4000, 1000, 100, 1):
+        with contextlib.suppress(StorageUnavailable):
+            while True:
+                await store.add_dead_letter("filler", {"pad": "x" * size}, "")
 
 
 async def test_disk_full_is_unavailable_and_passes_when_space_returns(tmp_path: Path) -> None:
@@ -240,6 +249,21 @@ async def test_disk_full_is_unavailable_and_passes_when_space_returns(tmp_path: 
         await store._call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
         assert await store.add_dead_letter("job", {"blob": "x" * 200_000}, "boom") > 0
         assert await store.get_tenant(kept.id) == kept
+    finally:
+        await store.aclose()
+
+
+async def test_check_writable_fails_while_full_although_reads_work(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "full.db"))
+    try:
+        await store.migrate()
+        await store.check_writable()
+        await _fill_up(store)
+        await store.ping()  # a read still answers: this is why readiness needs a write
+        with pytest.raises(StorageUnavailable, match="full"):
+            await store.check_writable()
+        await store._call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+        await store.check_writable()
     finally:
         await store.aclose()
 
