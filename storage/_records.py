@@ -25,6 +25,8 @@ STATUS_RANK: Final[dict[str, int]] = {
     "FAILED": 9,
 }
 MESSAGE_STATUSES: Final = frozenset({*STATUS_RANK, "RECEIVED"})
+# The status every inbound message is stored with.
+INBOUND_STATUS: Final = "RECEIVED"
 
 
 class StorageError(Exception):

@@ -12,7 +12,7 @@ from _stores import migrated
 from asyncpg.exceptions._base import DataError
 
 from storage import Conflict, StorageError, StorageUnavailable, open_storage
-from storage._postgres_support import is_transient
+from storage._postgres_driver import is_transient
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,7 @@ from storage import (
     sqlite_path,
 )
 from storage._migrations import load_migrations
-from storage._sqlite_support import is_transient
+from storage._sqlite_driver import is_transient
 from storage.sqlite import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -347,3 +347,40 @@ def _sqlite_error(code: int) -> sqlite3.Error:
 def test_sqlite_error_classification(code: int, transient: bool) -> None:
     assert is_transient(_sqlite_error(code)) is transient
     assert not is_transient(sqlite3.InterfaceError("bad parameter type"))
+
+
+def test_an_embedded_deployment_never_imports_asyncpg(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from datetime import UTC, datetime
+        import anyio
+        import storage.sqlite
+        from storage import open_storage
+
+        async def main():
+            async with await open_storage({f"sqlite:///{tmp_path / 'embedded.db'}"!r}) as store:
+                await store.migrate()
+                tenant = await store.create_tenant("Acme")
+                account = await store.add_account(tenant.id, "pn")
+                ids = await store.inbox_append([b"{{}}"])
+                await store.record_inbound(
+                    tenant_id=tenant.id, account_id=account.id, phone_number="5511",
+                    contact_name="Ana", whatsapp_message_id="wamid.1", type="TEXT",
+                    content="hi", metadata={{}}, timestamp=datetime.now(UTC),
+                )
+                await store.inbox_mark(ids, "done")
+                await store.check_writable()
+                assert len(await store.recent_messages(window_seconds=60)) == 1
+
+        anyio.run(main)
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] == "asyncpg")
+        assert not loaded, loaded
+        assert "storage.postgres" not in sys.modules
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,110 +1,32 @@
-"""PostgreSQL plumbing kept out of ``postgres.py``: pool set-up, migrations, error
-translation, column lists and row mappers.
+"""PostgreSQL's side of the seam: the pool and its connections, values in, errors out,
+steps and migrations. The only storage module, with ``postgres.py`` and
+``_postgres_inbound.py``, that imports asyncpg.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
-from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 import orjson
+import sniffio
 
-from ._common import new_id, redact_url, utcnow
+from ._common import redact_url, utcnow
+from ._dialect import numbered
 from ._migrations import load_migrations
-from ._records import (
-    Conflict,
-    Contact,
-    Conversation,
-    InboundResult,
-    Message,
-    NotFound,
-    StorageError,
-    StorageUnavailable,
-)
+from ._records import Conflict, NotFound, StorageError, StorageUnavailable
+from ._steps import Steps
 from ._text import encode_json, storable
 
+T = TypeVar("T")
+
 CONNECT_TIMEOUT: Final = 10.0
-USER_COLS: Final = "id, tenant_id, email, name, role, created_at"
-ACCOUNT_COLS: Final = (
-    "id, tenant_id, phone_number_id, verify_token, app_secret, access_token, created_at"
-)
-MESSAGE_COLS: Final = (
-    "id, tenant_id, conversation_id, contact_id, whatsapp_message_id, direction, type,"
-    " content, metadata, status, error, timestamp, created_at"
-)
-_CONVERSATION_COLS: Final = (
-    "id, tenant_id, contact_id, account_id, stage, assignee_id, last_message_at, created_at,"
-    " updated_at"
-)
-
-
-_CONVERSATION_FIELDS: Final = tuple(col.strip() for col in _CONVERSATION_COLS.split(","))
-
-
-def _prefixed(alias: str, cols: str) -> str:
-    return ", ".join(f"{alias}.{col.strip()}" for col in cols.split(","))
-
-
-# Inbound, statement 1: upsert the contact (which also locks its row until commit) and
-# create its conversation unless one exists. A racing creator makes ON CONFLICT wait for
-# its commit and then do nothing; statement 2 runs on a fresh snapshot and sees its row.
-_INBOUND_CONTACT: Final = (
-    "WITH k AS (INSERT INTO contacts (id, tenant_id, phone_number, name, created_at)"
-    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, phone_number) DO UPDATE"
-    " SET name = coalesce(nullif(excluded.name, ''), contacts.name)"
-    " RETURNING id, phone_number, name),"
-    " made AS (INSERT INTO conversations (id, tenant_id, contact_id, account_id, created_at,"
-    " updated_at) SELECT $6, $2, k.id, $7, $5, $5 FROM k"
-    " ON CONFLICT (tenant_id, contact_id) DO NOTHING RETURNING id)"
-    " SELECT k.id, k.phone_number, k.name, EXISTS (SELECT 1 FROM made) FROM k"
-)
-# Inbound, statement 2: insert the message unless its WhatsApp id is stored, touch the
-# conversation only if it was inserted, and answer the message and the conversation as
-# they are now. CTEs share one snapshot, so a row written here is taken from RETURNING,
-# and the plain reads only fill in what this statement did not write.
-_INBOUND_MESSAGE: Final = (
-    "WITH conv AS (SELECT id FROM conversations WHERE tenant_id = $1 AND contact_id = $2),"
-    f" ins AS (INSERT INTO messages ({MESSAGE_COLS}) VALUES ($3, $1, (SELECT id FROM conv),"
-    " $2, $4, 'inbound', $5, $6, $7, 'RECEIVED', NULL, $8, $9)"
-    " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
-    f" RETURNING {MESSAGE_COLS}),"
-    " touched AS (UPDATE conversations SET updated_at = $9,"
-    " last_message_at = GREATEST(last_message_at, $8)"
-    f" WHERE id = (SELECT conversation_id FROM ins) RETURNING {_CONVERSATION_COLS}),"
-    f" m AS (SELECT {MESSAGE_COLS} FROM ins UNION ALL SELECT {MESSAGE_COLS} FROM messages"
-    " WHERE tenant_id = $1 AND whatsapp_message_id = $4),"
-    f" c AS (SELECT {_CONVERSATION_COLS} FROM touched UNION ALL"
-    f" SELECT {_CONVERSATION_COLS} FROM conversations"
-    " WHERE id = (SELECT id FROM conv) AND NOT EXISTS (SELECT 1 FROM touched))"
-    f" SELECT {_prefixed('m', MESSAGE_COLS)}, {_prefixed('c', _CONVERSATION_COLS)}"
-    " FROM m CROSS JOIN c"
-)
-# Inbound, fallback: statement 2 found the WhatsApp id taken by a transaction that
-# committed after its snapshot; ON CONFLICT waited for that commit, so this read sees it.
-_INBOUND_REPLAY: Final = (
-    f"SELECT {_prefixed('m', MESSAGE_COLS)}, {_prefixed('c', _CONVERSATION_COLS)}"
-    " FROM messages m, conversations c WHERE m.tenant_id = $1"
-    " AND m.whatsapp_message_id = $3 AND c.tenant_id = $1 AND c.contact_id = $2"
-)
-
-# {source} is "conversations" or the name of a CTE holding freshly updated rows.
-CONVERSATION_SELECT: Final = (
-    "SELECT c.id, c.tenant_id, c.contact_id, c.account_id, c.stage, c.assignee_id,"
-    " c.last_message_at, c.created_at, c.updated_at, k.phone_number, k.name AS contact_name"
-    " FROM {source} c JOIN contacts k ON k.id = c.contact_id"
-)
 
 
 def require_asyncio() -> None:
     """Return None on asyncio; raise StorageError on any other backend (asyncpg needs it)."""
-    try:
-        import sniffio
-    except ImportError:  # pragma: no cover - sniffio ships with trio and httpx
-        return
     library = sniffio.current_async_library()
     if library != "asyncio":
         raise StorageError(
@@ -245,6 +167,25 @@ def translated(pool: asyncpg.Pool | None, shown: str) -> Iterator[asyncpg.Pool]:
         raise StorageError(f"PostgreSQL at {shown}: {exc}") from exc
 
 
+async def run_steps(steps: Steps[T], conn: asyncpg.Connection) -> T:
+    """Return the outcome of ``steps``, each query run on ``conn`` (no transaction of its own)."""
+    try:
+        query = next(steps)
+        while True:
+            sql = numbered(query.sql)
+            if query.fetch == "one":
+                result = await conn.fetchrow(sql, *query.args)
+            elif query.fetch == "all":
+                result = await conn.fetch(sql, *query.args)
+            else:
+                result = await conn.execute(sql, *query.args) and None
+            query = steps.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     """Apply the pending PostgreSQL migrations on ``conn``; return the versions applied."""
     applied = []
@@ -268,69 +209,3 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
             )
         applied.append(m.version)
     return applied
-
-
-def binder(args: list[Any]) -> Callable[[object], str]:
-    """Return a ``bind(value)`` that appends ``value`` to ``args`` and answers ``$n``."""
-
-    def bind(value: object) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    return bind
-
-
-def values_of(record: Any) -> tuple[Any, ...]:
-    """Return the field values of a record dataclass, in field order (no deep copy)."""
-    return tuple(getattr(record, f.name) for f in fields(record))
-
-
-def row_conversation(r: asyncpg.Record) -> Conversation:
-    """Return the Conversation (with its contact) of a CONVERSATION_SELECT row."""
-    values = dict(r.items())
-    phone, name = values.pop("phone_number"), values.pop("contact_name")
-    contact = Contact(values["contact_id"], values["tenant_id"], phone, name)
-    return Conversation(**values, contact=contact)
-
-
-def row_message(r: asyncpg.Record) -> Message:
-    """Return the Message of a row selected with MESSAGE_COLS."""
-    return Message(**dict(r.items()))
-
-
-async def write_inbound(
-    conn: asyncpg.Connection,
-    *,
-    contact: tuple[str, str, str | None],
-    account: str,
-    message: tuple[str, str, str, dict[str, Any], datetime],
-    now: datetime,
-) -> InboundResult:
-    """Run the inbound write path on ``conn`` in one transaction and return its result.
-
-    ``contact`` is (tenant_id, phone_number, name); ``account`` the account id; ``message``
-    (whatsapp_message_id, type, content, metadata, timestamp). Two statements, three in a
-    rare race. Raises asyncpg.ForeignKeyViolationError for an unknown tenant, or another
-    tenant's account when the conversation is created.
-    """
-    tenant_id, phone_number, name = contact
-    wamid, mtype, content, metadata, when = message
-    message_id = new_id()
-    # READ COMMITTED whatever the server default: each statement must see what racing
-    # transactions committed before it (see the statements above).
-    async with conn.transaction(isolation="read_committed"):
-        k = await conn.fetchrow(
-            _INBOUND_CONTACT, new_id(), tenant_id, phone_number, name, now, new_id(), account
-        )
-        assert k is not None  # an upsert always returns its row
-        args = (message_id, wamid, mtype, content, metadata, when, now)
-        r = await conn.fetchrow(_INBOUND_MESSAGE, tenant_id, k[0], *args)
-        if r is None:
-            r = await conn.fetchrow(_INBOUND_REPLAY, tenant_id, k[0], wamid)
-    assert r is not None  # the conversation exists and the WhatsApp id is stored
-    stored = Message(*r[:13])
-    conversation = Conversation(
-        **dict(zip(_CONVERSATION_FIELDS, r[13:], strict=True)),
-        contact=Contact(k[0], tenant_id, k[1], k[2]),
-    )
-    return InboundResult(conversation, bool(k[3]), stored, stored.id == message_id)
