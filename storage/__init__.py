@@ -1,8 +1,16 @@
 """Zapline storage: one async interface over SQLite (embedded default) and PostgreSQL.
 
 Open with :func:`open_storage`, then ``await storage.migrate()`` once at start-up. The
-contract every implementation keeps is written on :class:`Storage` (``storage/_base.py``).
+contract every implementation keeps is written on :class:`Storage` (``storage/_base.py``);
+:class:`StorageUnavailable` means "not now, retry", any other :class:`StorageError` "never".
 Storage knows nothing of sockets or HTTP.
+
+The house: the records and errors (``_records``); every method written once in SQL both
+databases run (``_sql_storage``, its multi-statement writes as sans-IO steps in
+``_transactions`` and ``_steps``, row mappers in ``_rows``); the few places the dialects
+differ (``_dialect``); text made storable (``_text``); then one module per database for
+what only it does (``sqlite`` with ``_sqlite_driver``; ``postgres`` with
+``_postgres_driver`` and ``_postgres_inbound``). Only the PostgreSQL modules import asyncpg.
 """
 
 from __future__ import annotations

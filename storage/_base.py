@@ -10,6 +10,26 @@ argument outside the documented vocabulary (role, status, state, limit, cursor).
 The shared contract tests in ``tests/storage/test_contract.py`` are the executable form of
 this page; an implementation is done when they pass on it.
 
+Errors: every error raised on purpose is a :class:`StorageError`. Its subclass
+:class:`StorageUnavailable` means *not now*: the same call can succeed later, so a caller
+should back off and retry rather than give up (a job keeps its message instead of
+dead-lettering it). Both implementations raise it for the same kinds of failure:
+
+- closed storage (after ``aclose``): both.
+- cannot open / connect: SQLITE_CANTOPEN; PostgreSQL OSError, TimeoutError, class 08,
+  57P03 cannot_connect_now, 53300 too_many_connections.
+- connection lost: PostgreSQL class 08 (08003, 08006...), 57P01 admin_shutdown,
+  57P02 crash_shutdown, the driver's "connection/pool is closed".
+- disk full, out of memory: SQLITE_FULL, SQLITE_NOMEM; PostgreSQL class 53 (53100, 53200).
+- I/O error: SQLITE_IOERR, SQLITE_PROTOCOL; PostgreSQL class 58 (58030 io_error).
+- locked, busy, conflict victim: SQLITE_BUSY (past busy_timeout), SQLITE_LOCKED;
+  PostgreSQL 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available.
+- read-only: SQLITE_READONLY (read-only file system or file); PostgreSQL 25006 (a standby).
+- operator intervention: PostgreSQL class 57 (also 57014 query_canceled, statement_timeout).
+
+Everything else is permanent and stays a plain StorageError (or Conflict, NotFound):
+constraint violations, bad data, SQL errors, a missing schema (call :meth:`Storage.migrate`).
+
 Durability: a write that has returned survives a crash of the process. Only
 :meth:`Storage.inbox_append` also promises to survive an OS crash or power loss; other writes
 may lose their newest transactions then (SQLite commits them without an fsync), but never
@@ -76,6 +96,17 @@ class Storage(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Return None if a trivial query succeeds; raise StorageUnavailable otherwise."""
+
+    @abstractmethod
+    async def check_writable(self) -> None:
+        """Return None once a real write has committed; raise StorageUnavailable otherwise.
+
+        Commits (durably, as the inbox does) a transaction that writes and deletes an 8 KiB
+        row in ``meta``: more than a page, so it needs free space the way a new message
+        does. A full disk, a read-only file system, a lock held past the busy
+        timeout or a lost connection make it raise; a successful ``ping`` proves none of
+        that. Leaves no row behind. Raises StorageError if the schema is missing.
+        """
 
     # -- tenants, users, accounts ----------------------------------------------------------
 

@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -39,6 +39,16 @@ STATUS_RANK_SQL: Final = (
     + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in STATUS_RANK.items())
     + " ELSE 10 END)"
 )
+
+# The size of check_writable's probe row: more than a page (4 KiB by default in SQLite), so
+# committing it needs free pages, not only room in a page that is already there.
+WRITE_PROBE_BYTES: Final = 8192
+WRITE_PROBE_KEY: Final = "zapline:write-probe"
+
+
+def write_probe_value() -> str:
+    """Return the value check_writable writes: the time, padded to WRITE_PROBE_BYTES."""
+    return to_iso(utcnow()).ljust(WRITE_PROBE_BYTES, "-")
 
 
 def new_id() -> str:
@@ -215,18 +225,27 @@ async def check_password(password: str, stored: str | None) -> bool:
     return ok and stored is not None
 
 
+def binder(args: list[Any]) -> Callable[[object], str]:
+    """Return a ``bind(value)`` that appends ``value`` to ``args`` and answers ``?``."""
+
+    def bind(value: object) -> str:
+        args.append(value)
+        return "?"
+
+    return bind
+
+
 def conversation_filters(
     tenant_id: str,
     stage: str | None,
     assignee_id: str | None,
     cursor: str | None,
     bind: Callable[[object], str],
-    ts: Callable[[datetime], object],
 ) -> str:
     """Return the WHERE clause of a conversation page; ``bind`` adds a parameter.
 
-    ``bind(value)`` returns the dialect's placeholder for ``value``; ``ts`` turns a datetime
-    into the dialect's stored form. Raises ValueError for a bad cursor.
+    ``bind(value)`` returns the placeholder for ``value`` (see :func:`binder`). Raises
+    ValueError for a bad cursor.
     """
     conds = [f"c.tenant_id = {bind(tenant_id)}"]
     if stage is not None:
@@ -239,10 +258,9 @@ def conversation_filters(
         if at is None:
             conds.append(f"(c.last_message_at IS NULL AND c.id > {bind(last_id)})")
         else:
-            when = ts(at)
             conds.append(
-                f"(c.last_message_at < {bind(when)} OR c.last_message_at IS NULL"
-                f" OR (c.last_message_at = {bind(when)} AND c.id > {bind(last_id)}))"
+                f"(c.last_message_at < {bind(at)} OR c.last_message_at IS NULL"
+                f" OR (c.last_message_at = {bind(at)} AND c.id > {bind(last_id)}))"
             )
     return " AND ".join(conds)
 
@@ -252,7 +270,6 @@ def message_filters(
     conversation_id: str,
     before: str | None,
     bind: Callable[[object], str],
-    ts: Callable[[datetime], object],
 ) -> str:
     """Return the WHERE clause of a message page (newest first); ``bind`` adds a parameter.
 
@@ -263,7 +280,7 @@ def message_filters(
         at, last_id = decode_cursor("messages", before)
         if at is None:
             raise ValueError(f"invalid cursor {before!r}")
-        conds.append(f"(m.timestamp, m.id) < ({bind(ts(at))}, {bind(last_id)})")
+        conds.append(f"(m.timestamp, m.id) < ({bind(at)}, {bind(last_id)})")
     return " AND ".join(conds)
 
 

@@ -25,6 +25,8 @@ STATUS_RANK: Final[dict[str, int]] = {
     "FAILED": 9,
 }
 MESSAGE_STATUSES: Final = frozenset(STATUS_RANK)
+# The status every inbound message is stored with.
+INBOUND_STATUS: Final = "DELIVERED"
 
 
 class StorageError(Exception):
@@ -32,7 +34,12 @@ class StorageError(Exception):
 
 
 class StorageUnavailable(StorageError):
-    """The database cannot be reached, is closed, or refused the operation for I/O reasons."""
+    """A transient failure: the same call can succeed later, so back off and retry.
+
+    The database cannot be reached, lost the connection, is closed, full, locked, busy,
+    read-only or failed an I/O; or it aborted the transaction as a serialization or deadlock
+    victim. The table of what each implementation maps here is in ``storage/_base.py``.
+    """
 
 
 class Conflict(StorageError):

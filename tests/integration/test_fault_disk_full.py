@@ -130,12 +130,20 @@ async def test_an_acknowledged_message_waits_out_a_full_disk(
             await anyio.sleep(3)  # several attempts' worth of backoff
             assert await metric(http, server, "zapline_dead_letters_total") == 0
             assert events.named("message:new") == []
+            # Readiness is writability: a load balancer stops sending work here meanwhile.
+            ready = await http.get(f"{server.api_url}/readyz")
+            assert ready.status_code == 503, ready.text
 
             filler.unlink()
             (new,) = await events.wait_for("message:new", within=15)
             assert new["message"]["content"] == "stored after the outage"
             assert await metric(http, server, "zapline_dead_letters_total") == 0
             await eventually(waiting, lambda n: n == 0, within=10)
+
+            async def readyz() -> int:
+                return (await http.get(f"{server.api_url}/readyz")).status_code
+
+            await eventually(readyz, lambda code: code == 200, within=10)
         await events.expect_none("message:new", within=1.5)
 
         async with await open_storage(url) as storage:

@@ -4,11 +4,12 @@ The module's server runs as an operator would run it: ``ZAPLINE_ENV=test`` (not 
 are JSON) and no demo tenant (``ZAPLINE_DEMO=0``). Its log file (stdout and stderr) is read
 back: every line after the start marker is one JSON object, except the one start line, and no
 token, password or secret the tests used appears in it. SQLite only: nothing here depends on
-the storage backend.
+the storage backend. The writability test runs the app in process, on a storage it can fill.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,15 @@ from _desk_harness import (
     post_webhook,
 )
 
+from api.app import create_app
+from api.routes_health import WRITE_CHECK_TTL
 from api.whatsapp import text_message_webhook
+from engine import SocketServer
+from engine.jobs import PriorityJobQueue
+from storage import StorageUnavailable
+from storage.sqlite import SQLiteStorage
+from zapline.config import Settings
+from zapline.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -247,3 +256,59 @@ async def test_the_demo_token_is_printed_only_in_dev(profile: str, tmp_path: Pat
         assert tokens, f"the dev start should print the demo token:\n{text}"
     else:
         assert not tokens, f"a JWT is printed outside dev (README: only in dev):\n{text}"
+
+
+# -- readiness reflects writability (issue 15, item 3) ---------------------------------------
+
+
+async def _fill_up(store: SQLiteStorage) -> None:
+    """Cap the file at the pages it has, then write until not even a small row fits."""
+    await store._call(
+        lambda db: db.execute(
+            f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}"
+        )
+    )
+    for size in (4000, 1000, 100, 1):
+        with contextlib.suppress(StorageUnavailable):
+            while True:
+                await store.add_dead_letter("filler", {"pad": "x" * size}, "")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_readyz_is_503_while_sqlite_cannot_write_and_200_once_it_can(
+    tmp_path: Path,
+) -> None:
+    # In process, so the test can cap the server's own connection (max_page_count is a
+    # setting of the connection, not of the file): a full disk without a small file system.
+    store = await SQLiteStorage.open(str(tmp_path / "full.db"))
+    try:
+        await store.migrate()
+        runtime = Runtime(
+            settings=Settings(), storage=store, engine=SocketServer(), queue=PriorityJobQueue()
+        )
+        client = create_app(runtime).test_client()
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, await ready.get_data()
+
+        await _fill_up(store)
+        await store.ping()  # reads still work: the old /readyz answered 200 here
+        await anyio.sleep(WRITE_CHECK_TTL)
+        full = await client.get("/readyz")
+        body = orjson.loads(await full.get_data())
+        assert full.status_code == 503, body
+        assert body["ready"] is False and body["checks"]["storage"] is False, body
+        assert "full" in body["reasons"]["storage"], body
+        assert str(tmp_path) not in body["reasons"]["storage"], body
+
+        await store._call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+        cached = await client.get("/readyz")
+        assert cached.status_code == 503  # within the second, the last check answers
+        await anyio.sleep(WRITE_CHECK_TTL)
+        again = await client.get("/readyz")
+        assert again.status_code == 200, await again.get_data()
+        assert orjson.loads(await again.get_data()) == {
+            "ready": True,
+            "checks": {"storage": True, "queues": True, "accepting": True},
+        }
+    finally:
+        await store.aclose()

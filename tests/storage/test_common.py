@@ -18,6 +18,7 @@ from storage._common import (
     verify_password,
 )
 from storage._migrations import load_migrations, split_sqlite_script
+from storage._text import REPLACEMENT, storable, storable_text
 
 aware = st.datetimes(
     min_value=datetime(1970, 1, 2),
@@ -85,3 +86,26 @@ def test_split_sqlite_script_respects_literals_and_comments() -> None:
     ]
     with pytest.raises(ValueError):
         split_sqlite_script("INSERT INTO a VALUES ('unterminated")
+
+
+@given(st.text())
+def test_storable_text_is_utf8_without_nul_and_keeps_what_is_valid(text: str) -> None:
+    out = storable_text(text)
+    out.encode("utf-8")  # never raises: no surrogate is left
+    assert "\x00" not in out and storable_text(out) == out
+    if "\x00" not in text:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            assert out == text
+
+
+def test_storable_walks_parameters_and_json() -> None:
+    assert storable(("\x00", [b"\x00", {"\x00": ("\ud800", 1, None)}])) == (
+        REPLACEMENT,
+        [b"\x00", {REPLACEMENT: (REPLACEMENT, 1, None)}],
+    )
+    pair = "\ud83d\ude00"  # a surrogate pair in a Python str: joined, not replaced
+    assert storable_text(f"a\x00{pair}\udc00") == f"a{REPLACEMENT}\U0001f600{REPLACEMENT}"

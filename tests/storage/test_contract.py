@@ -403,3 +403,14 @@ async def test_dead_letters(storage: Storage) -> None:
         "boom",
     )
     assert [d.id for d in await storage.list_dead_letters(limit=1)] == [second]
+
+
+async def test_check_writable_commits_and_leaves_nothing(storage: Storage) -> None:
+    await storage.set_meta("clean_shutdown", "1")
+    await storage.check_writable()
+    await storage.check_writable()
+    assert await storage.get_meta("zapline:write-probe") is None
+    assert await storage.get_meta("clean_shutdown") == "1"
+    await storage.aclose()
+    with pytest.raises(StorageUnavailable):
+        await storage.check_writable()

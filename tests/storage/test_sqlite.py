@@ -6,6 +6,7 @@ implementation is plain anyio and must work on both.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -14,8 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from _stores import all_versions
 
-from storage import Storage, StorageError, StorageUnavailable, open_storage, sqlite_path
+from storage import (
+    Conflict,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    open_storage,
+    sqlite_path,
+)
+from storage._migrations import load_migrations
+from storage._sqlite_driver import is_transient
 from storage.sqlite import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +35,7 @@ pytestmark = pytest.mark.anyio
 async def test_data_survives_reopen(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     async with await open_storage(url) as store:
-        assert await store.migrate() == [1, 2, 3, 4]
+        assert await store.migrate() == all_versions("sqlite")
         tenant = await store.create_tenant("Acme")
         ids = await store.inbox_append([b"a", b"b"])
         account = await store.add_account(tenant.id, "pn")
@@ -55,12 +66,7 @@ async def test_data_survives_reopen(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "desk.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = raw.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert versions == [
-            (1, "initial"),
-            (2, "meta_recent_messages"),
-            (3, "pending_outbound"),
-            (4, "inbound_delivered"),
-        ]
+        assert versions == [(m.version, m.name) for m in load_migrations("sqlite")]
     raw.close()
 
 
@@ -75,7 +81,7 @@ async def test_second_process_can_write_while_first_is_open(tmp_path: Path) -> N
 
 async def test_memory_database_works() -> None:
     async with await open_storage("sqlite:///:memory:") as store:
-        assert await store.migrate() == [1, 2, 3, 4]
+        assert await store.migrate() == all_versions("sqlite")
         tenant = await store.create_tenant("Acme")
         assert await store.get_tenant(tenant.id) == tenant
 
@@ -208,3 +214,173 @@ def test_a_killed_process_loses_no_unsynced_commit(tmp_path: Path) -> None:
         last = raw.execute("SELECT last_message_at FROM conversations").fetchone()[0]
         assert last is not None
     raw.close()
+
+
+# -- transient failures are StorageUnavailable, permanent ones are not -----------------------
+
+
+async def _fill_up(store: SQLiteStorage) -> None:
+    """Cap the file at the pages it has, then write until not even a small row fits.
+
+    What a full disk looks like to SQLite: SQLITE_FULL on any write that needs a page, with
+    the free pages (the freelist) used up first, as writes in production use them up.
+    """
+    await store._call(
+        lambda db: db.execute(
+            f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}"
+        )
+    )
+    for size in (4000, 1000, 100, 1):
+        with contextlib.suppress(StorageUnavailable):
+            while True:
+                await store.add_dead_letter("filler", {"pad": "x" * size}, "")
+
+
+async def test_disk_full_is_unavailable_and_passes_when_space_returns(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "full.db"))
+    try:
+        await store.migrate()
+        kept = await store.create_tenant("Acme")
+        await _fill_up(store)
+        with pytest.raises(StorageUnavailable, match="full"):
+            await store.add_dead_letter("job", {"blob": "x" * 200_000}, "boom")
+        with pytest.raises(StorageUnavailable, match="full"):
+            await store.inbox_append([b"y" * 200_000])
+        await store._call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+        assert await store.add_dead_letter("job", {"blob": "x" * 200_000}, "boom") > 0
+        assert await store.get_tenant(kept.id) == kept
+    finally:
+        await store.aclose()
+
+
+async def test_check_writable_fails_while_full_although_reads_work(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "full.db"))
+    try:
+        await store.migrate()
+        await store.check_writable()
+        await _fill_up(store)
+        await store.ping()  # a read still answers: this is why readiness needs a write
+        with pytest.raises(StorageUnavailable, match="full"):
+            await store.check_writable()
+        await store._call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+        await store.check_writable()
+    finally:
+        await store.aclose()
+
+
+async def test_locked_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = await SQLiteStorage.open(str(path))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.migrate()
+        await store._call(lambda db: db.execute("PRAGMA busy_timeout = 50"))
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(StorageUnavailable, match="locked"):
+            await store.create_tenant("Acme")
+        other.execute("ROLLBACK")
+        tenant = await store.create_tenant("Acme")
+        assert await store.get_tenant(tenant.id) == tenant
+    finally:
+        other.close()
+        await store.aclose()
+
+
+async def test_read_only_database_is_unavailable(tmp_path: Path) -> None:
+    # query_only makes SQLite answer writes as it does on a read-only file system
+    # (SQLITE_READONLY); as root, file permissions could not show it.
+    store = await SQLiteStorage.open(str(tmp_path / "ro.db"))
+    try:
+        await store.migrate()
+        await store._call(lambda db: db.execute("PRAGMA query_only = 1"))
+        with pytest.raises(StorageUnavailable, match="readonly"):
+            await store.set_meta("k", "v")
+        await store._call(lambda db: db.execute("PRAGMA query_only = 0"))
+        await store.set_meta("k", "v")
+        assert await store.get_meta("k") == "v"
+    finally:
+        await store.aclose()
+
+
+async def test_permanent_errors_are_not_unavailable(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "x.db"))
+    try:
+        await store.migrate()
+        with pytest.raises(StorageError) as info:
+            await store._one("SELEC 1")
+        assert not isinstance(info.value, StorageUnavailable)
+        tenant = await store.create_tenant("Acme")
+        await store.add_account(tenant.id, "pn")
+        with pytest.raises(Conflict):
+            await store.add_account(tenant.id, "pn")
+    finally:
+        await store.aclose()
+
+
+def _sqlite_error(code: int) -> sqlite3.Error:
+    exc = sqlite3.OperationalError("injected")
+    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("code", "transient"),
+    [
+        (5, True),  # SQLITE_BUSY
+        (517, True),  # SQLITE_BUSY_SNAPSHOT: extended codes keep the primary in the low byte
+        (6, True),  # SQLITE_LOCKED
+        (7, True),  # SQLITE_NOMEM
+        (8, True),  # SQLITE_READONLY
+        (10, True),  # SQLITE_IOERR
+        (778, True),  # SQLITE_IOERR_WRITE
+        (13, True),  # SQLITE_FULL
+        (14, True),  # SQLITE_CANTOPEN
+        (15, True),  # SQLITE_PROTOCOL
+        (1, False),  # SQLITE_ERROR: SQL errors, missing tables
+        (11, False),  # SQLITE_CORRUPT
+        (18, False),  # SQLITE_TOOBIG
+        (19, False),  # SQLITE_CONSTRAINT
+        (20, False),  # SQLITE_MISMATCH
+        (26, False),  # SQLITE_NOTADB
+    ],
+)
+def test_sqlite_error_classification(code: int, transient: bool) -> None:
+    assert is_transient(_sqlite_error(code)) is transient
+    assert not is_transient(sqlite3.InterfaceError("bad parameter type"))
+
+
+def test_an_embedded_deployment_never_imports_asyncpg(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from datetime import UTC, datetime
+        import anyio
+        import storage.sqlite
+        from storage import open_storage
+
+        async def main():
+            async with await open_storage({f"sqlite:///{tmp_path / 'embedded.db'}"!r}) as store:
+                await store.migrate()
+                tenant = await store.create_tenant("Acme")
+                account = await store.add_account(tenant.id, "pn")
+                ids = await store.inbox_append([b"{{}}"])
+                await store.record_inbound(
+                    tenant_id=tenant.id, account_id=account.id, phone_number="5511",
+                    contact_name="Ana", whatsapp_message_id="wamid.1", type="TEXT",
+                    content="hi", metadata={{}}, timestamp=datetime.now(UTC),
+                )
+                await store.inbox_mark(ids, "done")
+                await store.check_writable()
+                assert len(await store.recent_messages(window_seconds=60)) == 1
+
+        anyio.run(main)
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] == "asyncpg")
+        assert not loaded, loaded
+        assert "storage.postgres" not in sys.modules
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

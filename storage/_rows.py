@@ -1,0 +1,114 @@
+"""Column lists and the mappers from a selected row to a record, for both databases.
+
+Rows are read by position (``sqlite3.Row`` and ``asyncpg.Record`` both allow it); stored
+times and JSON are read through the :class:`~storage._dialect.Dialect`, the only thing that
+differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ._dialect import Dialect
+from ._records import Account, Contact, Conversation, DeadLetter, InboxItem, Message, Tenant, User
+
+Row = Sequence[Any]
+
+TENANT_COLS: Final = "id, name, created_at"
+USER_COLS: Final = "id, tenant_id, email, name, role, created_at"
+ACCOUNT_COLS: Final = (
+    "id, tenant_id, phone_number_id, verify_token, app_secret, access_token, created_at"
+)
+CONTACT_COLS: Final = "id, tenant_id, phone_number, name"
+MESSAGE_COLS: Final = (
+    "id, tenant_id, conversation_id, contact_id, whatsapp_message_id, direction, type,"
+    " content, metadata, status, error, timestamp, created_at"
+)
+CONVERSATION_COLS: Final = (
+    "id, tenant_id, contact_id, account_id, stage, assignee_id, last_message_at, created_at,"
+    " updated_at"
+)
+INBOX_COLS: Final = "id, body, received_at, state, attempts, error"
+DEAD_LETTER_COLS: Final = "id, kind, payload, error, created_at"
+# A conversation with its contact's phone number and name (the last two columns).
+CONVERSATION_SELECT: Final = (
+    "SELECT c.id, c.tenant_id, c.contact_id, c.account_id, c.stage, c.assignee_id,"
+    " c.last_message_at, c.created_at, c.updated_at, k.phone_number, k.name"
+    " FROM conversations c JOIN contacts k ON k.id = c.contact_id"
+)
+
+
+def prefixed(alias: str, cols: str) -> str:
+    """Return the column list ``cols`` with each name qualified by ``alias``."""
+    return ", ".join(f"{alias}.{col.strip()}" for col in cols.split(","))
+
+
+def tenant(row: Row, d: Dialect) -> Tenant:
+    """Return the Tenant of a row selected with TENANT_COLS."""
+    return Tenant(row[0], row[1], d.time(row[2]))
+
+
+def user(row: Row, d: Dialect) -> User:
+    """Return the User of a row selected with USER_COLS (extra columns are ignored)."""
+    return User(row[0], row[1], row[2], row[3], row[4], d.time(row[5]))
+
+
+def account(row: Row, d: Dialect) -> Account:
+    """Return the Account of a row selected with ACCOUNT_COLS."""
+    return Account(row[0], row[1], row[2], row[3], row[4], row[5], d.time(row[6]))
+
+
+def contact(row: Row) -> Contact:
+    """Return the Contact of a row selected with CONTACT_COLS."""
+    return Contact(row[0], row[1], row[2], row[3])
+
+
+def conversation_of(row: Row, who: Contact, d: Dialect) -> Conversation:
+    """Return the Conversation of a row selected with CONVERSATION_COLS, with its contact."""
+    return Conversation(
+        id=row[0],
+        tenant_id=row[1],
+        contact_id=row[2],
+        account_id=row[3],
+        stage=row[4],
+        assignee_id=row[5],
+        last_message_at=None if row[6] is None else d.time(row[6]),
+        created_at=d.time(row[7]),
+        updated_at=d.time(row[8]),
+        contact=who,
+    )
+
+
+def conversation(row: Row, d: Dialect) -> Conversation:
+    """Return the Conversation (with its contact) of a CONVERSATION_SELECT row."""
+    return conversation_of(row, Contact(row[2], row[1], row[9], row[10]), d)
+
+
+def message(row: Row, d: Dialect) -> Message:
+    """Return the Message of a row selected with MESSAGE_COLS."""
+    return Message(
+        id=row[0],
+        tenant_id=row[1],
+        conversation_id=row[2],
+        contact_id=row[3],
+        whatsapp_message_id=row[4],
+        direction=row[5],
+        type=row[6],
+        content=row[7],
+        metadata=d.json(row[8]),
+        status=row[9],
+        error=d.json_or_none(row[10]),
+        timestamp=d.time(row[11]),
+        created_at=d.time(row[12]),
+    )
+
+
+def inbox_item(row: Row, d: Dialect) -> InboxItem:
+    """Return the InboxItem of a row selected with INBOX_COLS."""
+    return InboxItem(row[0], bytes(row[1]), d.time(row[2]), row[3], row[4], row[5])
+
+
+def dead_letter(row: Row, d: Dialect) -> DeadLetter:
+    """Return the DeadLetter of a row selected with DEAD_LETTER_COLS."""
+    return DeadLetter(row[0], row[1], d.json(row[2]), row[3], d.time(row[4]))

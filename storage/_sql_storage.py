@@ -1,0 +1,461 @@
+"""Every storage method, written once in SQL both databases run: ``SQLStorage``.
+
+An implementation subclasses it with its :class:`~storage._dialect.Dialect` and one way to
+run steps (:meth:`SQLStorage._run`), plus what only it can do (opening, migrating, closing,
+and any method it does better its own way). The SQL uses ``?`` placeholders and passes
+datetimes and JSON values as Python objects; the dialect and the driver do the rest.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Final, Literal, TypeVar
+
+import anyio.to_thread
+
+from . import _common as c
+from . import _rows as r
+from . import _transactions as tx
+from ._base import Storage
+from ._dialect import Dialect
+from ._records import (
+    INBOX_STATES,
+    UNSET,
+    Account,
+    Contact,
+    Conversation,
+    DeadLetter,
+    InboundRecord,
+    InboundResult,
+    InboxItem,
+    Message,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+    Tenant,
+    Unset,
+    User,
+)
+from ._steps import Steps, one, rows, single
+
+T = TypeVar("T")
+Mode = Literal["read", "transaction", "autocommit"]
+_RANK: Final = c.STATUS_RANK_SQL
+
+
+class SQLStorage(Storage):
+    """The shared implementation; subclasses supply ``dialect`` and :meth:`_run`."""
+
+    dialect: ClassVar[Dialect]
+
+    @abstractmethod
+    async def _run(
+        self, steps: Steps[T], mode: Mode = "transaction", *, durable: bool = False
+    ) -> T:
+        """Drive ``steps`` on a connection and return their outcome.
+
+        ``mode``: "read" runs without a write transaction; "transaction" runs every step in
+        ONE transaction; "autocommit" writes whose statements are each atomic on their own
+        and need nothing around them (PostgreSQL runs them so, saving BEGIN and COMMIT;
+        SQLite still takes its write lock, see ``_transactions.py``). ``durable`` commits as
+        ``inbox_append`` must (see the SQLite module). Raises the storage errors.
+        """
+
+    async def _one(self, sql: str, *args: Any) -> r.Row | None:
+        return await self._run(single(one(sql, *args)), "read")
+
+    async def _all(self, sql: str, *args: Any) -> list[r.Row]:
+        return list(await self._run(single(rows(sql, *args)), "read"))
+
+    async def _write_one(self, sql: str, *args: Any) -> r.Row | None:
+        return await self._run(single(one(sql, *args)), "autocommit")
+
+    async def _written(self, sql: str, *args: Any) -> r.Row:
+        row = await self._write_one(sql, *args)
+        assert row is not None  # INSERT ... RETURNING and upserts always return their row
+        return row
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._one("SELECT 1")
+
+    async def check_writable(self) -> None:
+        await self._run(tx.write_probe(c.WRITE_PROBE_KEY, c.write_probe_value()), durable=True)
+
+    # -- tenants, users, accounts ----------------------------------------------------------
+
+    async def create_tenant(self, name: str) -> Tenant:
+        row = await self._written(
+            f"INSERT INTO tenants ({r.TENANT_COLS}) VALUES (?, ?, ?) RETURNING {r.TENANT_COLS}",
+            *(c.new_id(), name, c.utcnow()),
+        )
+        return r.tenant(row, self.dialect)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        row = await self._one(f"SELECT {r.TENANT_COLS} FROM tenants WHERE id = ?", tenant_id)
+        return None if row is None else r.tenant(row, self.dialect)
+
+    async def create_user(
+        self,
+        tenant_id: str,
+        email: str,
+        password: str,
+        *,
+        role: str = "agent",
+        name: str | None = None,
+    ) -> User:
+        values = (c.new_id(), tenant_id, c.normalize_email(email), name, c.check_role(role))
+        hashed = await anyio.to_thread.run_sync(c.hash_password, password)
+        row = await self._written(
+            f"INSERT INTO users ({r.USER_COLS}, password_hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {r.USER_COLS}",
+            *(*values, c.utcnow(), hashed),
+        )
+        return r.user(row, self.dialect)
+
+    async def authenticate(self, email: str, password: str) -> User | None:
+        row = await self._one(
+            f"SELECT {r.USER_COLS}, password_hash FROM users WHERE email = ?",
+            email.strip().lower(),
+        )
+        ok = await c.check_password(password, None if row is None else row[6])
+        return r.user(row, self.dialect) if ok and row is not None else None
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self._one(f"SELECT {r.USER_COLS} FROM users WHERE id = ?", user_id)
+        return None if row is None else r.user(row, self.dialect)
+
+    async def add_account(
+        self,
+        tenant_id: str,
+        phone_number_id: str,
+        *,
+        verify_token: str | None = None,
+        app_secret: str | None = None,
+        access_token: str | None = None,
+    ) -> Account:
+        secrets = (verify_token, app_secret, access_token)
+        row = await self._written(
+            f"INSERT INTO whatsapp_accounts ({r.ACCOUNT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {r.ACCOUNT_COLS}",
+            *(c.new_id(), tenant_id, phone_number_id, *secrets, c.utcnow()),
+        )
+        return r.account(row, self.dialect)
+
+    async def get_account(self, phone_number_id: str) -> Account | None:
+        return await self._account("phone_number_id = ?", phone_number_id)
+
+    async def get_account_by_id(self, tenant_id: str, account_id: str) -> Account | None:
+        return await self._account("tenant_id = ? AND id = ?", tenant_id, account_id)
+
+    async def find_account_by_verify_token(self, token: str) -> Account | None:
+        return await self._account("verify_token = ? ORDER BY created_at, id LIMIT 1", token)
+
+    async def _account(self, where: str, *args: Any) -> Account | None:
+        sql = f"SELECT {r.ACCOUNT_COLS} FROM whatsapp_accounts WHERE {where}"
+        row = await self._one(sql, *args)
+        return None if row is None else r.account(row, self.dialect)
+
+    # -- durable inbox ---------------------------------------------------------------------
+
+    async def inbox_append(self, bodies: Sequence[bytes]) -> list[int]:
+        batch = c.check_bodies(bodies)
+        if not batch:
+            return []
+        return await self._run(tx.append_inbox(batch, c.utcnow()), durable=True)
+
+    async def inbox_pending(self, *, after_id: int = 0, limit: int = 500) -> list[InboxItem]:
+        found = await self._all(
+            f"SELECT {r.INBOX_COLS} FROM inbox WHERE state = 'pending' AND id > ?"
+            " ORDER BY id LIMIT ?",
+            *(after_id, c.check_limit(limit)),
+        )
+        return [r.inbox_item(row, self.dialect) for row in found]
+
+    async def inbox_mark(self, ids: Sequence[int], state: str, *, error: str | None = None) -> None:
+        c.check_inbox_state(state)
+        # The ids are one parameter (the dialect's id set): one statement for any count.
+        await self._write_one(
+            "UPDATE inbox SET state = ?, error = ?,"
+            " attempts = attempts + (CASE WHEN CAST(? AS TEXT) = 'failed' THEN 1 ELSE 0 END)"
+            f" WHERE id {self.dialect.in_id_set}",
+            *(state, error, state, [int(i) for i in ids]),
+        )
+
+    async def inbox_counts(self) -> dict[str, int]:
+        found = await self._all("SELECT state, count(*) FROM inbox GROUP BY state")
+        counts = dict.fromkeys(INBOX_STATES, 0)
+        counts.update({row[0]: int(row[1]) for row in found})
+        return counts
+
+    # -- contacts and conversations --------------------------------------------------------
+
+    async def upsert_contact(self, tenant_id: str, phone_number: str, name: str | None) -> Contact:
+        values = (c.new_id(), tenant_id, phone_number, name or None, c.utcnow())
+        return r.contact(await self._written(tx.UPSERT_CONTACT, *values))
+
+    async def get_or_create_conversation(
+        self, tenant_id: str, contact_id: str, account_id: str
+    ) -> tuple[Conversation, bool]:
+        steps = tx.get_or_create_conversation(tenant_id, contact_id, account_id, c.utcnow())
+        row, created = await self._run(steps, "autocommit")
+        return r.conversation(row, self.dialect), created
+
+    async def get_conversation(self, tenant_id: str, conversation_id: str) -> Conversation | None:
+        row = await self._one(
+            f"{r.CONVERSATION_SELECT} WHERE c.tenant_id = ? AND c.id = ?",
+            *(tenant_id, conversation_id),
+        )
+        return None if row is None else r.conversation(row, self.dialect)
+
+    async def list_conversations(
+        self,
+        tenant_id: str,
+        *,
+        stage: str | None = None,
+        assignee_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Conversation], str | None]:
+        args: list[Any] = []
+        where = c.conversation_filters(tenant_id, stage, assignee_id, cursor, c.binder(args))
+        found = await self._all(
+            f"{r.CONVERSATION_SELECT} WHERE {where}"
+            " ORDER BY c.last_message_at DESC NULLS LAST, c.id LIMIT ?",
+            *(*args, c.check_limit(limit) + 1),
+        )
+        return c.next_page(
+            [r.conversation(row, self.dialect) for row in found],
+            limit,
+            "conversations",
+            lambda conv: (conv.last_message_at, conv.id),
+        )
+
+    async def update_conversation(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        stage: str | None = None,
+        assignee_id: str | None | Unset = UNSET,
+    ) -> Conversation | None:
+        changes: dict[str, Any] = {"updated_at": c.utcnow()}
+        if stage is not None:
+            changes["stage"] = stage
+        if assignee_id is not UNSET:
+            changes["assignee_id"] = assignee_id
+        steps = tx.update_conversation(changes, tenant_id, conversation_id)
+        row = await self._run(steps, "autocommit")
+        return None if row is None else r.conversation(row, self.dialect)
+
+    async def touch_conversation(self, conversation_id: str, at: datetime) -> None:
+        when = c.as_utc(at)
+        await self._write_one(tx.TOUCH_CONVERSATION, c.utcnow(), when, when, conversation_id)
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def insert_message(
+        self,
+        *,
+        tenant_id: str,
+        conversation_id: str,
+        contact_id: str,
+        direction: str,
+        type: str,
+        content: str,
+        metadata: dict[str, Any],
+        status: str,
+        timestamp: datetime,
+        whatsapp_message_id: str | None = None,
+    ) -> tuple[Message, bool]:
+        c.check_message(direction, status)
+        keys = (c.new_id(), tenant_id, conversation_id, contact_id, whatsapp_message_id)
+        body = (direction, type, content, metadata, status, None)
+        values = (*keys, *body, c.as_utc(timestamp), c.utcnow())
+        row, created = await self._run(tx.write_message(values), "autocommit")
+        return r.message(row, self.dialect), created
+
+    async def record_inbound(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        phone_number: str,
+        contact_name: str | None,
+        whatsapp_message_id: str,
+        type: str,
+        content: str | None,
+        metadata: dict[str, Any],
+        timestamp: datetime,
+    ) -> InboundResult:
+        record = InboundRecord(
+            tenant_id,
+            account_id,
+            phone_number,
+            contact_name,
+            whatsapp_message_id,
+            type,
+            content,
+            metadata,
+            timestamp,
+        )
+        return await self._run(self._inbound(record, c.utcnow()))
+
+    def _inbound(self, record: InboundRecord, now: datetime) -> Steps[InboundResult]:
+        """The steps of one inbound record (an implementation may have its own)."""
+        return tx.inbound(record, now, self.dialect)
+
+    def _inbound_batch(
+        self, records: Sequence[InboundRecord], now: datetime
+    ) -> Steps[list[InboundResult]]:
+        results = []
+        for record in records:
+            results.append((yield from self._inbound(record, now)))
+        return results
+
+    async def record_inbound_many(
+        self, records: Sequence[InboundRecord]
+    ) -> list[InboundResult | StorageError]:
+        # One transaction (one commit) for the whole batch. A record the database refuses
+        # (rare: an unknown tenant or account) rolls the batch back; the records are then
+        # written one transaction each, so only that one fails.
+        now = c.utcnow()
+        if len(records) > 1:
+            try:
+                return list(await self._run(self._inbound_batch(records, now)))
+            except StorageUnavailable:
+                raise
+            except StorageError:
+                pass
+        results: list[InboundResult | StorageError] = []
+        for record in records:
+            try:
+                results.append(await self._run(self._inbound(record, now)))
+            except StorageUnavailable:
+                raise
+            except StorageError as exc:
+                results.append(exc)
+        return results
+
+    async def get_message(self, tenant_id: str, message_id: str) -> Message | None:
+        row = await self._one(
+            f"SELECT {r.MESSAGE_COLS} FROM messages WHERE tenant_id = ? AND id = ?",
+            *(tenant_id, message_id),
+        )
+        return None if row is None else r.message(row, self.dialect)
+
+    async def list_messages(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Message], str | None]:
+        args: list[Any] = []
+        where = c.message_filters(tenant_id, conversation_id, before, c.binder(args))
+        found = await self._all(
+            f"SELECT {r.MESSAGE_COLS} FROM messages m WHERE {where}"
+            " ORDER BY m.timestamp DESC, m.id DESC LIMIT ?",
+            *(*args, c.check_limit(limit) + 1),
+        )
+        return c.next_page(
+            [r.message(row, self.dialect) for row in found],
+            limit,
+            "messages",
+            lambda m: (m.timestamp, m.id),
+        )
+
+    async def update_message_status(
+        self,
+        tenant_id: str,
+        whatsapp_message_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool] | None:
+        rank = c.check_status_update(status)
+        key = (tenant_id, whatsapp_message_id)
+        return await self._set_status(
+            f"status = ?, error = coalesce(?, error) WHERE tenant_id = ?"
+            f" AND whatsapp_message_id = ? AND direction = 'outbound' AND {_RANK} < ?",
+            (status, error, *key, rank),
+            "tenant_id = ? AND whatsapp_message_id = ?",
+            key,
+        )
+
+    async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
+        result = await self._set_status(
+            f"whatsapp_message_id = ?, status = CASE WHEN {_RANK} < 1 THEN 'SENT'"
+            " ELSE status END WHERE id = ?",
+            (whatsapp_message_id, message_id),
+            "id = ?",
+            (message_id,),
+        )
+        if result is None:
+            raise NotFound(f"no message {message_id!r}")
+        return result[0]
+
+    async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
+        result = await self._set_status(
+            f"status = 'FAILED', error = ? WHERE id = ? AND {_RANK} < 9",
+            (error, message_id),
+            "id = ?",
+            (message_id,),
+        )
+        if result is None:
+            raise NotFound(f"no message {message_id!r}")
+        return result[0]
+
+    async def _set_status(
+        self, update: str, args: tuple[Any, ...], where: str, key: tuple[Any, ...]
+    ) -> tuple[Message, bool] | None:
+        result = await self._run(tx.set_status(update, args, where, key), "autocommit")
+        return None if result is None else (r.message(result[0], self.dialect), result[1])
+
+    async def count_messages(self, tenant_id: str | None = None) -> int:
+        where, args = ("", ()) if tenant_id is None else (" WHERE tenant_id = ?", (tenant_id,))
+        row = await self._one(f"SELECT count(*) FROM messages{where}", *args)
+        return 0 if row is None else int(row[0])
+
+    # -- recovery bookkeeping --------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", key)
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write_one(tx.SET_META, key, value)
+
+    async def recent_messages(self, *, window_seconds: float, limit: int = 5000) -> list[Message]:
+        steps = tx.recent_messages(window_seconds, limit, self.dialect)
+        return [r.message(row, self.dialect) for row in await self._run(steps, "read")]
+
+    async def pending_outbound(self, *, limit: int = 1000) -> list[Message]:
+        found = await self._all(
+            f"SELECT {r.MESSAGE_COLS} FROM messages"
+            " WHERE status = 'PENDING' AND direction = 'outbound'"
+            " ORDER BY created_at, id LIMIT ?",
+            limit,
+        )
+        return [r.message(row, self.dialect) for row in found]
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def add_dead_letter(self, kind: str, payload: dict[str, Any], error: str) -> int:
+        row = await self._written(
+            "INSERT INTO dead_letters (kind, payload, error, created_at)"
+            " VALUES (?, ?, ?, ?) RETURNING id",
+            *(kind, payload, error, c.utcnow()),
+        )
+        return int(row[0])
+
+    async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        found = await self._all(
+            f"SELECT {r.DEAD_LETTER_COLS} FROM dead_letters ORDER BY id DESC LIMIT ?",
+            c.check_limit(limit),
+        )
+        return [r.dead_letter(row, self.dialect) for row in found]
