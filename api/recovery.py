@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
-import orjson
 
+from api.whatsapp import load_json
 from engine.jobs import Priority
 from storage import Conversation, InboxItem
 
@@ -116,8 +116,8 @@ async def replay_inbox(
             if skip is not None and skip(row):
                 continue
             try:
-                body = orjson.loads(row.body)
-            except orjson.JSONDecodeError:
+                body = load_json(row.body)
+            except ValueError:
                 await desk.storage.inbox_mark([row.id], "failed", error="invalid JSON")
                 continue
             desk.replaying.add(row.id)

@@ -33,6 +33,7 @@ from api.intake import IntakeUnavailable
 from api.whatsapp import (
     WebhookFormatError,
     WrongWebhookObject,
+    load_json,
     phone_number_ids,
     verify_signature,
 )
@@ -145,12 +146,13 @@ class WebhookPost:
                 await _discard(receive, DISCARD_BYTES, DISCARD_SECONDS)
             return 413, {"error": f"body larger than {limit} bytes"}
         try:
-            body = orjson.loads(raw)
-            numbers = phone_number_ids(body)
-        except orjson.JSONDecodeError as exc:
+            body = load_json(raw)
+        except ValueError as exc:
             count("bad_json").inc()
             log.info("webhook with malformed JSON: %s", exc)
             return 400, {"error": f"malformed JSON: {exc}"}
+        try:
+            numbers = phone_number_ids(body)
         except WrongWebhookObject as exc:
             count("wrong_object").inc()
             log.warning("webhook refused: %s", exc)

@@ -13,6 +13,7 @@ from ._payload import (
     WebhookBatch,
     WebhookFormatError,
     WrongWebhookObject,
+    load_json,
     parse_webhook,
     phone_number_ids,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "WrongWebhookObject",
     "build_message",
     "create_fake_app",
+    "load_json",
     "parse_webhook",
     "phone_number_ids",
     "serve_fake",

@@ -9,9 +9,12 @@ instead of vanishing silently, because a message dropped without a trace is a cu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from ._content import message_content
 
@@ -21,6 +24,7 @@ __all__ = [
     "WebhookBatch",
     "WebhookFormatError",
     "WrongWebhookObject",
+    "load_json",
     "parse_webhook",
     "phone_number_ids",
 ]
@@ -99,6 +103,22 @@ class WebhookBatch:
     statuses: list[StatusUpdate]
     skipped: list[str]
     phone_number_ids: frozenset[str]
+
+
+def load_json(raw: bytes) -> Any:
+    """Return the JSON value of a webhook body; raise ValueError if it is not JSON.
+
+    orjson refuses what RFC 8259 allows but UTF-8 cannot hold (a lone surrogate escape such as
+    ``\\ud800``); such a body is still a customer's message, so the standard library reads it
+    then, and storage makes the text storable.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as fast:
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ValueError(str(fast)) from None
 
 
 def _entries(body: object) -> list[Any]:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from api.whatsapp import (
     WebhookFormatError,
     WrongWebhookObject,
+    load_json,
     parse_webhook,
     phone_number_ids,
     status_webhook,
@@ -425,3 +426,11 @@ def test_arbitrary_json_raises_nothing_but_webhook_format_error(body: Any) -> No
     for message in batch.messages:
         assert message.timestamp.tzinfo is UTC
         assert isinstance(message.content, str)
+
+
+def test_load_json_reads_a_lone_surrogate_escape_and_refuses_non_json() -> None:
+    assert load_json(b'{"t": "a\\ud800b"}') == {"t": "a\ud800b"}
+    assert load_json(b'{"t": "ok"}') == {"t": "ok"}
+    for raw in (b"{", b"\xff", b'{"t": "a"} trailing'):
+        with pytest.raises(ValueError):
+            load_json(raw)
