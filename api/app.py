@@ -14,44 +14,34 @@ from typing import TYPE_CHECKING, Any
 from quart import Quart, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from zapline import logs
+from api.routes_auth import blueprint as auth
+from api.routes_conversations import blueprint as conversations
+from api.routes_health import blueprint as health
+from api.routes_ops import blueprint as ops
+from api.routes_webhooks import blueprint as webhooks
+from api.webhook_post import WebhookPost
+from desk import logcontext as logs
 
 if TYPE_CHECKING:
-    from zapline.runtime import Runtime
+    from api.context import ApiServices
 
 log = logging.getLogger("zapline.api")
 
 
-def create_asgi(runtime: Runtime) -> Any:
+def create_asgi(runtime: ApiServices) -> Any:
     """Return the ASGI app Hypercorn serves: webhook posts first, then the Quart app."""
-    from api.webhook_post import WebhookPost
-
     return WebhookPost(create_app(runtime), runtime)
 
 
-def create_app(runtime: Runtime) -> Quart:
+def create_app(runtime: ApiServices) -> Quart:
     """Return the API app bound to ``runtime`` (storage, engine, queues, settings)."""
     app = Quart("zapline", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.webhook_max_bytes
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["zapline"] = runtime
 
-    from api.routes_health import blueprint as health
-
-    app.register_blueprint(health)
-    for name in (
-        "api.routes_webhooks",
-        "api.routes_auth",
-        "api.routes_conversations",
-        "api.routes_ops",
-    ):
-        try:
-            module = __import__(name, fromlist=["blueprint"])
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.register_blueprint(module.blueprint)
+    for blueprint in (health, webhooks, auth, conversations, ops):
+        app.register_blueprint(blueprint)
 
     @app.before_request
     async def assign_request_id() -> None:

@@ -1,15 +1,94 @@
-"""Access to the process runtime from request handlers."""
+"""What the API is handed: the services it serves from, as a contract it owns.
+
+The API never imports the composition root. ``zapline.runtime.Runtime`` satisfies
+``ApiServices`` structurally and is stored on the Quart app by ``create_app``; handlers reach
+it with ``runtime_of(current_app)``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from quart import Quart
 
 if TYPE_CHECKING:
-    from zapline.runtime import Runtime
+    from api.metrics import Metrics
+    from desk import Desk, Emitter
+    from engine.jobs import PriorityJobQueue
+    from storage import Storage
 
 
-def runtime_of(app: Quart) -> Runtime:
-    """Return the ``Runtime`` the app was created with."""
+class ApiSettings(Protocol):
+    """The settings the API reads."""
+
+    @property
+    def jwt_secret(self) -> str:
+        """HS256 secret of the agents' tokens."""
+        ...
+
+    @property
+    def webhook_max_bytes(self) -> int:
+        """Largest webhook body accepted."""
+        ...
+
+    @property
+    def metrics_token(self) -> str | None:
+        """Bearer token /metrics requires, if any."""
+        ...
+
+    def socket_url(self) -> str:
+        """The Socket.IO URL browsers are told."""
+        ...
+
+
+class ApiServices(Protocol):
+    """Everything a request handler may use."""
+
+    @property
+    def settings(self) -> ApiSettings:
+        """The process settings."""
+        ...
+
+    @property
+    def storage(self) -> Storage:
+        """The one storage of the process."""
+        ...
+
+    @property
+    def desk(self) -> Desk:
+        """The WhatsApp desk: intake, replies, conversation changes."""
+        ...
+
+    @property
+    def emitter(self) -> Emitter:
+        """Where events go (every node's sockets)."""
+        ...
+
+    @property
+    def engine(self) -> Any:
+        """The Socket.IO engine, read for its statistics only."""
+        ...
+
+    @property
+    def queue(self) -> PriorityJobQueue:
+        """The job queue, read for its statistics only."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """True once shutdown started: intake refuses new work."""
+        ...
+
+    @property
+    def metrics(self) -> Metrics:
+        """The process's Prometheus metrics."""
+        ...
+
+    async def readiness(self) -> dict[str, bool]:
+        """The readiness checks, each True when healthy."""
+        ...
+
+
+def runtime_of(app: Quart) -> ApiServices:
+    """Return the services the app was created with."""
     return app.extensions["zapline"]  # type: ignore[no-any-return]

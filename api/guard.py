@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 from quart import current_app, g, jsonify, request
 
 from api.context import runtime_of
-from zapline import logs
-from zapline.auth import AuthError, Claims, verify_token
+from desk import logcontext as logs
+from desk.auth import AuthError, Claims, verify_token
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from zapline.runtime import Runtime
+    from api.context import ApiServices
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -24,7 +24,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class _RuntimeCollector(Collector):
     """Reads the engine's and the queue's counters when Prometheus scrapes."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: ApiServices) -> None:
         self._runtime = runtime
         self.inbox_counts: dict[str, int] = {}
 
@@ -116,7 +116,7 @@ class _RuntimeCollector(Collector):
 class Metrics:
     """The process's metrics; ``render()`` gives the text exposition format."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: ApiServices) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._collector = _RuntimeCollector(runtime)
         self._runtime = runtime
@@ -147,6 +147,20 @@ class Metrics:
         self.cloud_sends = Counter(
             "zapline_cloud_api_sends", "Cloud API send attempts by result", ["result"], registry=r
         )
+
+    # The desk reports through these (desk.DeskMetrics).
+
+    def observe_fanout_latency(self, seconds: float) -> None:
+        """From webhook receipt to the last local socket write of its message:new."""
+        self.fanout_latency.observe(seconds)
+
+    def observe_inbox_commit(self, seconds: float) -> None:
+        """One durable inbox group commit, fsync included."""
+        self.inbox_commit.observe(seconds)
+
+    def count_cloud_send(self, result: str) -> None:
+        """One Cloud API send attempt by result."""
+        self.cloud_sends.labels(result).inc()
 
     async def render(self) -> bytes:
         """Refresh the values that need I/O (inbox backlog) and return the exposition text."""

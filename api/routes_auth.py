@@ -9,7 +9,7 @@ from quart import Blueprint, current_app, request
 
 from api.context import runtime_of
 from api.guard import error
-from zapline.auth import issue_token
+from desk.auth import issue_token
 
 log = logging.getLogger("zapline.api")
 blueprint = Blueprint("auth", __name__)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, current_app, request
 
 from api.context import runtime_of
 from api.guard import claims, error, require_auth
-from api.serialize import conversation_payload, iso, message_payload
-from api.whatsapp import CloudApiError, build_message
+from desk.contract import conversation_payload, message_payload
+from desk.conversations import update_conversation as update_conversation_card
+from desk.whatsapp import CloudApiError, build_message
 from storage import UNSET
-from zapline.realtime import conversation_room, tenant_room
 
 log = logging.getLogger("zapline.api")
 blueprint = Blueprint("conversations", __name__)
@@ -123,25 +122,16 @@ async def update_conversation(conversation_id: str) -> Any:
         user = await runtime.storage.get_user(assignee)
         if user is None or user.tenant_id != tenant_id:
             return error(400, "assigneeId is not a user of this tenant")
-    conversation = await runtime.storage.update_conversation(
-        tenant_id, conversation_id, stage=stage, assignee_id=assignee
+    conversation = await update_conversation_card(
+        runtime.storage,
+        runtime.emitter,
+        tenant_id,
+        conversation_id,
+        stage=stage,
+        assignee_id=assignee,
     )
     if conversation is None:
         return error(404, "conversation not found")
-    updates: dict[str, Any] = {}
-    if stage is not None:
-        updates["stage"] = conversation.stage
-    if assignee is not UNSET:
-        updates["assigneeId"] = conversation.assignee_id
-    runtime.fanout.emit(
-        "conversation:updated",
-        {
-            "conversationId": conversation.id,
-            "updates": updates,
-            "updatedAt": iso(conversation.updated_at),
-        },
-        to=[tenant_room(tenant_id), conversation_room(conversation.id)],
-    )
     return {"conversation": conversation_payload(conversation)}
 
 
@@ -204,18 +194,7 @@ async def send_message(conversation_id: str) -> Any:
         kind, content, metadata = _outbound(body, conversation.contact.phone_number)
     except _BadSend as bad:
         return error(400, bad.message, field=bad.field)
-    now = datetime.now(UTC)
-    message, _ = await runtime.storage.insert_message(
-        tenant_id=tenant_id,
-        conversation_id=conversation.id,
-        contact_id=conversation.contact_id,
-        direction="outbound",
-        type=kind,
-        content=content,
-        metadata={**metadata, "sentBy": claims().user_id},
-        status="PENDING",
-        timestamp=now,
+    message = await runtime.desk.send_reply(
+        conversation, kind=kind, content=content, metadata=metadata, user_id=claims().user_id
     )
-    await runtime.storage.touch_conversation(conversation.id, now)
-    await runtime.services["desk"].queue_send(conversation, message)
     return {"message": message_payload(message, conversation.contact)}, 202

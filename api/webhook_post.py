@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from api.intake import IntakeUnavailable
-from api.whatsapp import (
+from desk import logcontext as logs
+from desk.inbox import IntakeUnavailable
+from desk.whatsapp import (
     WebhookFormatError,
     WrongWebhookObject,
     load_json,
     phone_number_ids,
     verify_signature,
 )
-from zapline import logs
 
 if TYPE_CHECKING:
-    from zapline.runtime import Runtime
+    from api.context import ApiServices
 
 log = logging.getLogger("zapline.webhooks")
 
@@ -92,7 +92,7 @@ class WebhookPost:
 
     __slots__ = ("_app", "_runtime")
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: ApiServices) -> None:
         self._app = app
         self._runtime = runtime
 
@@ -161,7 +161,7 @@ class WebhookPost:
             count("bad_shape").inc()
             log.info("webhook with unexpected shape: %s", exc)
             return 400, {"error": f"not a WhatsApp webhook: {exc}"}
-        desk = runtime.services["desk"]
+        desk = runtime.desk
         signature = headers.get("x-hub-signature-256")
         for number in numbers:
             account = await desk.accounts.get(number)

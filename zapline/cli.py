@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from zapline.auth import issue_token
+    from desk.auth import issue_token
 
     print(
         issue_token(
@@ -201,7 +201,7 @@ def cmd_account_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_fake_whatsapp(args: argparse.Namespace, settings: Settings) -> int:
     import anyio
 
-    from api.whatsapp import serve_fake
+    from api.fake_cloud import serve_fake
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:

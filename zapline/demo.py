@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from desk.auth import issue_token
 from storage import Conflict, Storage, User
-from zapline.auth import issue_token
 from zapline.config import Settings
 
 log = logging.getLogger("zapline")

@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
+from desk.logcontext import request_id, socket_id, tenant_id
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 # Set by the API per request (and by socket handlers); copied onto every log record.
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-tenant_id: ContextVar[str | None] = ContextVar("tenant_id", default=None)
-socket_id: ContextVar[str | None] = ContextVar("socket_id", default=None)
+__all__ = [
+    "ContextFilter",
+    "JsonFormatter",
+    "request_id",
+    "setup_logging",
+    "socket_id",
+    "tenant_id",
+]
 
 
 class ContextFilter(logging.Filter):

@@ -21,29 +21,44 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from api.app import create_asgi
 from api.metrics import Metrics
+from api.serve import serve_app
+from desk import Desk, DeskOptions, attach_realtime
+from desk.whatsapp import CloudApiClient
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
 from storage import Storage, StorageUnavailable, open_storage
 from zapline.config import Settings
-from zapline.realtime import attach_realtime
+from zapline.demo import demo_instructions, seed_demo
+from zapline.fanout import Fanout, make_broker
 
 log = logging.getLogger("zapline")
 
 
 @dataclass
 class Runtime:
-    """What request handlers and workers share."""
+    """The process's parts, as typed fields: what request handlers and workers share.
+
+    Satisfies the API's ``ApiServices`` contract; ``metrics`` and ``desk`` are set right
+    after construction (each needs the runtime or the metrics first).
+    """
 
     settings: Settings
     storage: Storage
     engine: SocketServer
     queue: PriorityJobQueue
+    fanout: Fanout
     draining: bool = False
     started_at: float = field(default_factory=time.time)
-    services: dict[str, Any] = field(default_factory=dict)
-    metrics: Any = None
-    fanout: Any = None
+    demo_token: str | None = None
+    metrics: Metrics = field(init=False)
+    desk: Desk = field(init=False)
+
+    @property
+    def emitter(self) -> Fanout:
+        """Where every event goes: this node's sockets, and the others' through the broker."""
+        return self.fanout
 
     async def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
         """True if ``conversation_id`` belongs to ``tenant_id``."""
@@ -66,37 +81,6 @@ class Runtime:
         }
 
 
-async def _wait_port(host: str, port: int, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    while True:
-        try:
-            stream = await anyio.connect_tcp(target, port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start listening on {host}:{port}") from None
-            await anyio.sleep(0.02)
-            continue
-        await stream.aclose()
-        return
-
-
-async def _serve_api(runtime: Runtime, app: Any, shutdown: anyio.Event) -> None:
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"{runtime.settings.host}:{runtime.settings.port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 3
-    config.keep_alive_timeout = 75
-    # Cancelling a task group that holds hypercorn.asyncio.serve breaks on Python 3.11: stop it
-    # only through its shutdown trigger, shielded from the tree's cancellation.
-    with anyio.CancelScope(shield=True):
-        await serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-
-
 def is_storage_outage(exc: BaseException) -> bool:
     """True when ``exc`` is, or was caused by, storage being away (StorageUnavailable).
 
@@ -114,24 +98,18 @@ def is_storage_outage(exc: BaseException) -> bool:
 
 async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
     """Run the whole server until SIGINT/SIGTERM; return after a clean shutdown."""
-    from api.app import create_asgi
-
     storage = await open_storage(settings.database_url)
     try:
         applied = await storage.migrate()
         if applied:
             log.info("applied migrations %s", applied)
         engine = SocketServer(settings.engine_options())
-        services: dict[str, Any] = {}
 
         async def dead_letter(job: Any, exc: BaseException) -> None:
-            desk = services.get("desk")
-            if desk is not None:
-                await desk.on_dead_letter(job, exc)
+            await runtime.desk.on_dead_letter(job, exc)
 
         def job_done(job: Any, seconds: float) -> None:
-            if runtime.metrics is not None:
-                runtime.metrics.job_duration.labels(job.priority.name.lower()).observe(seconds)
+            runtime.metrics.job_duration.labels(job.priority.name.lower()).observe(seconds)
 
         queue = PriorityJobQueue(
             max_size=settings.queue_size,
@@ -142,37 +120,38 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             is_transient=is_storage_outage,
             outage_timeout=settings.storage_outage_timeout,
         )
+        fanout = Fanout(engine, make_broker(settings.redis_url, channel=settings.broker_channel))
         runtime = Runtime(
-            settings=settings, storage=storage, engine=engine, queue=queue, services=services
+            settings=settings, storage=storage, engine=engine, queue=queue, fanout=fanout
         )
         runtime.metrics = Metrics(runtime)
-        attach_realtime(engine, settings.jwt_secret, runtime.conversation_exists)
-        from zapline.fanout import Fanout, make_broker
-
-        runtime.fanout = services["fanout"] = Fanout(
-            engine, make_broker(settings.redis_url, channel=settings.broker_channel)
+        runtime.desk = Desk(
+            storage=storage,
+            emitter=fanout,
+            queue=queue,
+            cloud=CloudApiClient(
+                settings.whatsapp_api_url,
+                version=settings.whatsapp_api_version,
+                rate_per_second=settings.send_rate,
+            ),
+            options=DeskOptions(
+                # One lifecycle record per node, so a second node is not taken for a crash.
+                node=settings.node_id or f"{socket.gethostname()}:{settings.port}",
+                recovery_grace=settings.recovery_grace,
+                recovery_window=settings.recovery_window,
+                inbox_sweep_interval=settings.inbox_sweep_interval,
+                single_node=not settings.redis_url,
+            ),
+            metrics=runtime.metrics,
         )
+        runtime.desk.register()
+        attach_realtime(engine, settings.jwt_secret, runtime.conversation_exists)
         if settings.demo:
-            from zapline.demo import seed_demo
-
-            _, services["demo_token"] = await seed_demo(storage, settings)
-        install_data_path = _data_path_installer()
-        if install_data_path is not None:
-            await install_data_path(runtime)
+            _, runtime.demo_token = await seed_demo(storage, settings)
         app = create_asgi(runtime)
         await _run_tree(runtime, app, ready)
     finally:
         await storage.aclose()
-
-
-def _data_path_installer() -> Any:
-    try:
-        from api.desk import install
-    except ModuleNotFoundError as exc:
-        if exc.name != "api.desk":
-            raise
-        return None
-    return install
 
 
 async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> None:
@@ -183,20 +162,26 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         tg.start_soon(_watch_signals, stop)
         await tg.start(runtime.engine.serve, settings.host, settings.socket_port)
         await tg.start(runtime.queue.run)
-        for name, service in list(runtime.services.items()):
-            if hasattr(service, "run"):
-                await tg.start(service.run)
-                log.debug("service %s started", name)
+        await tg.start(runtime.fanout.run)
+        await tg.start(runtime.desk.run)
         api_done = anyio.Event()
 
-        async def api_task() -> None:
+        async def api_task(*, task_status: anyio.abc.TaskStatus[int]) -> None:
             try:
-                await _serve_api(runtime, app, api_shutdown)
+                await serve_app(
+                    app,
+                    settings.host,
+                    settings.port,
+                    shutdown_trigger=api_shutdown.wait,
+                    graceful_timeout=3.0,
+                    keep_alive_timeout=75.0,
+                    task_status=task_status,
+                )
             finally:
                 api_done.set()
 
-        tg.start_soon(api_task)
-        await _wait_port(settings.host, settings.port)
+        # Bound and listening once this returns: connections wait in the backlog.
+        await tg.start(api_task)
         # Start-up objects (modules, app, routes) never die: freeze them out of the collector
         # and collect less often, so full collections stay short and rare under load (full
         # collections over large heaps were the p99 pauses of python-socketio in the bench).
@@ -215,9 +200,8 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
                 "queues not drained in %.0f s; pending inbox rows are replayed at next start",
                 settings.drain_timeout,
             )
-        for service in list(runtime.services.values()):
-            if hasattr(service, "aclose"):
-                await service.aclose()
+        await runtime.desk.aclose()
+        await runtime.fanout.aclose()
         await runtime.engine.shutdown(grace=2.0)
         api_shutdown.set()
         with anyio.move_on_after(5):
@@ -248,11 +232,8 @@ def _print_banner(runtime: Runtime) -> None:
         f"storage {s.describe_database()}  broker {broker}  pid {os.getpid()}"
     )
     print(line, file=sys.stderr, flush=True)
-    token = runtime.services.get("demo_token")
-    if token and s.is_dev:
-        from zapline.demo import demo_instructions
-
-        print(demo_instructions(s, token), file=sys.stderr, flush=True)
+    if runtime.demo_token and s.is_dev:
+        print(demo_instructions(s, runtime.demo_token), file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

@@ -3,7 +3,7 @@
 Everything here talks to a real ``zapline serve`` subprocess over loopback: the admin CLI
 creates tenants, users and numbers; httpx posts webhooks and calls the REST API; python-socketio
 listens. Nothing imports the server's internals except ``issue_token`` (the wire contract's
-JWT) and the sample/sign helpers of ``api.whatsapp`` (Meta's shapes, not our logic).
+JWT) and the sample/sign helpers of ``desk.whatsapp`` (Meta's shapes, not our logic).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import orjson
 import socketio
 from _contract import event_violations
 
-from api.whatsapp import sign
-from zapline.auth import issue_token
+from desk.auth import issue_token
+from desk.whatsapp import sign
 from zapline.runtime import free_port
 
 ZAPLINE = str(Path(sys.executable).with_name("zapline"))

@@ -30,7 +30,7 @@ from _desk_harness import (
     get_all_pages,
 )
 
-from api.whatsapp import sign, text_message_webhook
+from desk.whatsapp import sign, text_message_webhook
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -24,7 +24,7 @@ from _desk_harness import (
 )
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
 
@@ -154,7 +154,7 @@ async def test_signature_is_enforced_for_an_account_with_an_app_secret(
     assert bad.status_code == 401
     assert "error" in bad.json()
     tampered_raw = orjson.dumps(good)
-    from api.whatsapp import sign
+    from desk.whatsapp import sign
 
     header = {"X-Hub-Signature-256": sign(tampered_raw, tenant.app_secret or "")}
     tampered = await post_webhook(

@@ -19,7 +19,7 @@ from _desk_harness import (
     post_webhook,
 )
 
-from api.whatsapp import status_webhook, text_message_webhook
+from desk.whatsapp import status_webhook, text_message_webhook
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,7 @@ import pytest
 from _desk_db import make_database
 from _desk_harness import FakeCloud, Tenant, ZaplineServer, auth, create_tenant, post_webhook
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -20,8 +20,8 @@ from _desk_harness import (
     post_webhook,
 )
 
-from api.whatsapp import text_message_webhook
-from zapline.auth import issue_token
+from desk.auth import issue_token
+from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from _desk_harness import EventLog, SocketFactory, ZaplineServer, create_tenant
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 from storage import open_storage
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from _desk_harness import SocketFactory, Tenant, ZaplineServer, auth, post_webhook
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from _desk_harness import (
     post_webhook,
 )
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
 

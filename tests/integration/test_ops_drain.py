@@ -37,7 +37,7 @@ from _desk_harness import (
     stored_wamids,
 )
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

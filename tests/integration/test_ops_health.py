@@ -34,7 +34,7 @@ from _desk_harness import (
 
 from api.app import create_app
 from api.routes_health import WRITE_CHECK_TTL
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
 from storage import StorageUnavailable

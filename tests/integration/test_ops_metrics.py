@@ -31,7 +31,7 @@ from _desk_harness import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
 

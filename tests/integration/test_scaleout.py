@@ -29,7 +29,7 @@ from _desk_harness import (
     post_webhook,
 )
 
-from api.whatsapp import text_message_webhook
+from desk.whatsapp import text_message_webhook
 from engine import Socket, SocketServer
 from engine.broker_redis import RedisBroker
 from zapline.fanout import Fanout

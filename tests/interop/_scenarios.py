@@ -1,6 +1,6 @@
 """The server the interop matrix talks to: the product's auth contract plus scenario handlers.
 
-Configured as the product is (``zapline.realtime``): ``auth: {token}`` is verified with
+Configured as the product is (``desk.sockets``): ``auth: {token}`` is verified with
 ``verify_token``, a bad one is refused with the ``AuthError`` message, and the socket joins
 ``tenant:{tenantId}``. The handlers below give each scenario something to observe:
 
@@ -23,8 +23,8 @@ from typing import Any
 import anyio
 import pytest
 
+from desk.auth import AuthError, issue_token, verify_token
 from engine import ConnectionRefused, EngineOptions, Socket, SocketServer
-from zapline.auth import AuthError, issue_token, verify_token
 
 SECRET = "interop-secret-not-for-production"
 SERVER_BYTES = b"\x00\xffserver"

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_PACKAGES = ("api", "engine", "storage", "zapline")
+RUNTIME_PACKAGES = ("api", "desk", "engine", "storage", "zapline")
 
 
 def _imported_modules() -> dict[str, set[str]]:

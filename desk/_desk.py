@@ -14,36 +14,34 @@ announced again (at least once); a webhook that Meta delivers twice is announced
 Inbound messages finishing together share one database commit (``self.inbound``, a group
 commit) and one socket write per agent (deferred emits, ``engine/_coalesce.py``).
 
-Outbound: the API stores a PENDING message and queues a ``send`` job (key: the conversation);
-the worker calls the Cloud API and records SENT with the returned id, or FAILED. A message a
-dead process left PENDING is sent at the next start (``api/recovery.py``).
+A storage outage does not spend a job's attempts (the queue's ``is_transient``); a row whose
+part could be neither stored nor dead-lettered stays pending and the inbox sweep processes it
+again. Outbound replies are ``desk.outbound``; what a dead process left behind is
+``desk.recovery``; every event is built by ``desk.announce`` from ``desk.contract``.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import orjson
 
-from api.accounts import AccountCache
-from api.intake import InboxWriter
-from api.recovery import recover, replay_inbox
-from api.serialize import conversation_payload, iso, last_message_summary, message_payload
-from api.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
+from desk.accounts import AccountCache
+from desk.announce import announce_conversation, announce_message, announce_status
+from desk.inbox import InboxWriter
+from desk.outbound import Outbound
+from desk.ports import DeskMetrics, DeskOptions, Emitter
+from desk.recovery import recover, replay_inbox
+from desk.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
 from engine.group_commit import GroupCommit
-from engine.jobs import Job, PermanentError, Priority, QueueClosed
-from storage import Conversation, InboundRecord, InboundResult, Message
-from zapline.realtime import conversation_room, tenant_room
-
-if TYPE_CHECKING:
-    from zapline.runtime import Runtime
+from engine.jobs import Job, PermanentError, Priority, PriorityJobQueue, QueueClosed
+from storage import Conversation, InboundRecord, InboundResult, Message, Storage
 
 log = logging.getLogger("zapline.desk")
 
@@ -53,10 +51,10 @@ LIFECYCLE_KEY = "lifecycle"
 DONE_MARK_DELAY = 0.25
 
 
-def _latency_observer(histogram: Any, since: float) -> Callable[[], None]:
+def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
     # Called by the engine right after the write, which a deferred emit does later in the turn.
     def observe() -> None:
-        histogram.observe(time.monotonic() - since)
+        metrics.observe_fanout_latency(time.monotonic() - since)
 
     return observe
 
@@ -73,32 +71,40 @@ class _InboxProgress:
 
 
 class Desk:
-    """Job handlers and the inbox bookkeeping of one process."""
+    """Job handlers and the inbox bookkeeping of one process.
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.storage = runtime.storage
-        # Emits go through the fan-out: local sockets, and other nodes when Redis is set.
-        self.engine = runtime.fanout if runtime.fanout is not None else runtime.engine
-        self.queue = runtime.queue
-        self.accounts = AccountCache(runtime.storage)
-        settings = runtime.settings
-        self.cloud = CloudApiClient(
-            settings.whatsapp_api_url,
-            version=settings.whatsapp_api_version,
-            rate_per_second=settings.send_rate,
-        )
-        metrics = runtime.metrics
+    Collaborators are explicit: ``storage``, the ``emitter`` every announcement goes through
+    (local sockets, and other nodes with a broker), the job ``queue`` (call ``register`` to
+    route the desk's job kinds to it), the Cloud API ``cloud`` client, ``options`` and
+    optional ``metrics``.
+    """
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        emitter: Emitter,
+        queue: PriorityJobQueue,
+        cloud: CloudApiClient,
+        options: DeskOptions,
+        metrics: DeskMetrics | None = None,
+    ) -> None:
+        self.storage = storage
+        self.emitter = emitter
+        self.queue = queue
+        self.cloud = cloud
+        self.options = options
+        self.metrics = metrics
+        self.accounts = AccountCache(storage)
+        self.outbound = Outbound(storage, emitter, queue, cloud, metrics)
         self.intake = InboxWriter(
-            runtime.storage,
-            observe=None if metrics is None else metrics.inbox_commit.observe,
+            storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
-            runtime.storage.record_inbound_many, name="inbound messages"
+            storage.record_inbound_many, name="inbound messages"
         )
         # One lifecycle record per node, so a second node starting is not taken for a crash.
-        node = settings.node_id or f"{socket.gethostname()}:{settings.port}"
-        self.lifecycle_key = f"{LIFECYCLE_KEY}:{node}"
+        self.lifecycle_key = f"{LIFECYCLE_KEY}:{options.node}"
         self._progress: dict[int, _InboxProgress] = {}
         # Inbox rows queued as "inbox" jobs (replays) that have not been split yet.
         self.replaying: set[int] = set()
@@ -113,7 +119,7 @@ class Desk:
         q.register("inbox", self.handle_inbox)
         q.register("inbound", self.handle_inbound)
         q.register("status", self.handle_status, max_attempts=8)
-        q.register("send", self.handle_send)
+        q.register("send", self.outbound.handle_send)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run intake, the done-marker and crash recovery until cancelled."""
@@ -274,18 +280,13 @@ class Desk:
         if result.message_created or replay:
             conversation = result.conversation
             if result.conversation_created:
-                created = {"conversation": conversation_payload(conversation)}
-                self.engine.emit_many(
-                    [("conversation:new", (created,))],
-                    to=tenant_room(conversation.tenant_id),
-                    defer=True,
-                )
+                announce_conversation(self.emitter, conversation)
             on_written = None
-            metrics = self.runtime.metrics
+            metrics = self.metrics
             if metrics is not None and progress is not None and progress.received is not None:
-                on_written = _latency_observer(metrics.fanout_latency, progress.received)
+                on_written = _latency_observer(metrics, progress.received)
             latest = await self._latest_message(conversation, result.message)
-            self.announce_message(conversation, result.message, on_written, latest=latest)
+            announce_message(self.emitter, conversation, result.message, on_written, latest=latest)
         self._finished(inbox_id)
 
     async def _latest_message(self, conversation: Conversation, message: Message) -> Message:
@@ -306,43 +307,6 @@ class Desk:
             return message
         return page[0] if page else message
 
-    def announce_message(
-        self,
-        conversation: Conversation,
-        message: Message,
-        on_written: Callable[[], None] | None = None,
-        *,
-        latest: Message | None = None,
-    ) -> None:
-        """Emit ``message:new`` then ``conversation:updated`` to the tenant and the conversation.
-
-        Both go out in ONE write per recipient (``emit_many``), deferred to the end of the
-        scheduler turn so that every message announced in that turn (a group commit finishes
-        many at once) shares the write: the send call is most of a delivery's cost.
-        ``latest`` is the conversation's newest message when it is not ``message`` (an older
-        message arrived late): ``conversation:updated`` always carries the card's real state.
-        ``on_written`` runs once every local recipient's socket has them.
-        """
-        rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
-        new = {
-            "conversationId": conversation.id,
-            "message": message_payload(message, conversation.contact),
-        }
-        last = latest if latest is not None else message
-        updated = {
-            "conversationId": conversation.id,
-            "lastMessage": last_message_summary(last),
-            "lastMessageAt": iso(
-                max(last.timestamp, conversation.last_message_at or last.timestamp)
-            ),
-        }
-        self.engine.emit_many(
-            [("message:new", (new,)), ("conversation:updated", (updated,))],
-            to=rooms,
-            defer=True,
-            on_written=on_written,
-        )
-
     # -- statuses ----------------------------------------------------------------------------
 
     async def handle_status(self, payload: tuple[int, StatusUpdate]) -> None:
@@ -361,81 +325,24 @@ class Desk:
             )
         message, changed = result
         if changed:
-            self.announce_status(message)
+            announce_status(self.emitter, message)
         self._finished(inbox_id)
-
-    def announce_status(self, message: Message) -> None:
-        """Emit ``message:status-update`` to the tenant and the conversation."""
-        update = {
-            "conversationId": message.conversation_id,
-            "messageId": message.id,
-            "whatsappMessageId": message.whatsapp_message_id,
-            "status": message.status,
-            **({"error": message.error} if message.error else {}),
-        }
-        self.engine.emit_many(
-            [("message:status-update", (update,))],
-            to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)],
-            defer=True,
-        )
 
     # -- outbound ----------------------------------------------------------------------------
 
-    async def queue_send(self, conversation: Conversation, message: Message) -> None:
-        """Announce a new PENDING outbound message and queue its delivery."""
-        self.announce_message(conversation, message)
-        await self.queue.put(
-            "send",
-            (message.tenant_id, message.id),
-            key=f"c:{conversation.id}",
-            priority=Priority.MESSAGE,
+    async def send_reply(
+        self,
+        conversation: Conversation,
+        *,
+        kind: str,
+        content: str,
+        metadata: dict[str, Any],
+        user_id: str,
+    ) -> Message:
+        """Store an agent's reply as PENDING, announce it and queue its delivery; return it."""
+        return await self.outbound.send_reply(
+            conversation, kind=kind, content=content, metadata=metadata, user_id=user_id
         )
-
-    async def handle_send(self, payload: tuple[str, str]) -> None:
-        """Deliver one outbound message through the Cloud API."""
-        tenant_id, message_id = payload
-        storage = self.storage
-        message = await storage.get_message(tenant_id, message_id)
-        if message is None:
-            raise PermanentError(f"outbound message {message_id} vanished")
-        if message.status != "PENDING":
-            return  # already sent (a replayed job)
-        conversation = await storage.get_conversation(tenant_id, message.conversation_id)
-        if conversation is None:
-            raise PermanentError(f"conversation {message.conversation_id} vanished")
-        account = await storage.get_account_by_id(tenant_id, conversation.account_id)
-        if account is None:
-            await self._fail_send(message, {"message": "no WhatsApp account for this conversation"})
-            return
-        try:
-            result = await self.cloud.send_message(
-                account.phone_number_id,
-                account.access_token,
-                conversation.contact.phone_number,
-                message.type,
-                message.content,
-                message.metadata,
-            )
-        except CloudApiError as exc:
-            self._count_send("retry" if exc.retryable else "failed")
-            if exc.retryable:
-                raise
-            await self._fail_send(
-                message, {"message": exc.message, "code": exc.code, "status": exc.status}
-            )
-            return
-        self._count_send("sent")
-        sent = await storage.mark_message_sent(message.id, result.whatsapp_message_id)
-        self.announce_status(sent)
-
-    def _count_send(self, result: str) -> None:
-        if self.runtime.metrics is not None:
-            self.runtime.metrics.cloud_sends.labels(result).inc()
-
-    async def _fail_send(self, message: Message, error: dict[str, Any]) -> None:
-        failed = await self.storage.mark_message_failed(message.id, error)
-        log.warning("send of message %s failed: %s", message.id, error.get("message"))
-        self.announce_status(failed)
 
     # -- dead letters ------------------------------------------------------------------------
 
@@ -467,7 +374,7 @@ class Desk:
                 err = {"message": str(exc)}
                 if isinstance(exc, CloudApiError):
                     err.update({"code": exc.code, "status": exc.status})
-                await self._fail_send(message, err)
+                await self.outbound.fail(message, err)
         elif job.kind == "inbox":
             record["inboxId"] = payload[0]
             await self._add_dead_letter(job, record, exc)
@@ -487,7 +394,7 @@ class Desk:
         # A row can be left pending while this process runs: storage was away when its
         # dead letter was due, a split failed during an outage. It is replayed here, so
         # nothing acknowledged waits for a restart.
-        interval = self.runtime.settings.inbox_sweep_interval
+        interval = self.options.inbox_sweep_interval
         while True:
             await anyio.sleep(interval)
             try:
@@ -506,10 +413,3 @@ class Desk:
         return await replay_inbox(
             self, replay=False, skip=lambda row: row.id in busy or row.received_at > cutoff
         )
-
-
-async def install(runtime: Runtime) -> None:
-    """Create the desk for ``runtime``: job handlers, intake, replay."""
-    desk = Desk(runtime)
-    desk.register()
-    runtime.services["desk"] = desk

@@ -5,7 +5,7 @@ import time
 import jwt
 import pytest
 
-from zapline.auth import AuthError, issue_token, verify_token
+from desk.auth import AuthError, issue_token, verify_token
 
 SECRET = "test-secret-0123456789-0123456789-abc"
 

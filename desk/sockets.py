@@ -11,29 +11,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from desk import logcontext as logs
+from desk.auth import AuthError, verify_token
+from desk.contract import conversation_room, tenant_room, user_room
 from engine import ConnectionRefused, Socket, SocketServer
-from zapline import logs
-from zapline.auth import AuthError, verify_token
 
-log = logging.getLogger("zapline.realtime")
+log = logging.getLogger("desk.sockets")
 
 # (tenant_id, conversation_id) -> does it exist in that tenant?
 ConversationCheck = Callable[[str, str], Awaitable[bool]]
-
-
-def tenant_room(tenant_id: str) -> str:
-    """Room of every agent of a tenant."""
-    return f"tenant:{tenant_id}"
-
-
-def user_room(user_id: str) -> str:
-    """Room of one user's sockets (all their tabs)."""
-    return f"user:{user_id}"
-
-
-def conversation_room(conversation_id: str) -> str:
-    """Room of the agents looking at one conversation."""
-    return f"conversation:{conversation_id}"
 
 
 def attach_realtime(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.whatsapp import (
+from desk.whatsapp import (
     WebhookFormatError,
     WrongWebhookObject,
     load_json,

@@ -5,7 +5,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from api.intake import InboxWriter, IntakeUnavailable
+from desk.inbox import InboxWriter, IntakeUnavailable
 from storage import open_storage
 
 pytestmark = pytest.mark.anyio

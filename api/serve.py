@@ -59,6 +59,7 @@ async def serve_app(
     *,
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
     graceful_timeout: float = 2.0,
+    keep_alive_timeout: float = 5.0,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the ASGI ``app`` on ``host:port`` until told to stop; return after a clean shutdown.
@@ -72,6 +73,7 @@ async def serve_app(
         raise RuntimeError("serve_app runs Hypercorn's asyncio worker: use the asyncio backend")
     config = Config()
     config.graceful_timeout = graceful_timeout
+    config.keep_alive_timeout = keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     sock = _listen(host, port, config.backlog)

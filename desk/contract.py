@@ -1,4 +1,9 @@
-"""Storage records -> the wire contract's camelCase payloads (DESIGN.md), in one place."""
+"""The wire contract in code: room names, and storage records as camelCase payloads.
+
+The README's ``## Wire contract`` block declares every event and REST body; this module is
+the one place that builds them, and the integration suite checks what it builds against that
+block.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,21 @@ from datetime import datetime
 from typing import Any
 
 from storage import Contact, Conversation, Message
+
+
+def tenant_room(tenant_id: str) -> str:
+    """Room of every agent of a tenant."""
+    return f"tenant:{tenant_id}"
+
+
+def user_room(user_id: str) -> str:
+    """Room of one user's sockets (all their tabs)."""
+    return f"user:{user_id}"
+
+
+def conversation_room(conversation_id: str) -> str:
+    """Room of the agents looking at one conversation."""
+    return f"conversation:{conversation_id}"
 
 
 def iso(value: datetime | None) -> str | None:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from api.whatsapp import load_json
+from desk.announce import announce_message
+from desk.whatsapp import load_json
 from engine.jobs import Priority
 from storage import Conversation, InboxItem
 
 if TYPE_CHECKING:
-    from api.desk import Desk
+    from desk._desk import Desk
 
 log = logging.getLogger("zapline.desk")
 
@@ -37,15 +38,15 @@ async def recover(desk: Desk, crashed: bool) -> None:
     unsent = await desk.storage.pending_outbound(limit=1)
     if not pending and not unsent and not crashed:
         return
-    settings = desk.runtime.settings
+    options = desk.options
     log.info(
         "recovering (%s): announcements resume in %.1f s",
         "after a crash" if crashed else "unfinished work",
-        settings.recovery_grace,
+        options.recovery_grace,
     )
-    await anyio.sleep(settings.recovery_grace)
+    await anyio.sleep(options.recovery_grace)
     if crashed:
-        count = await reannounce_recent(desk, settings.recovery_window)
+        count = await reannounce_recent(desk, options.recovery_window)
         log.info("re-announced %d messages stored just before the crash", count)
     replayed = await replay_inbox(desk)
     if replayed:
@@ -62,7 +63,7 @@ async def resend_pending(desk: Desk) -> int:
     would send them twice. There they are only logged.
     """
     messages = await desk.storage.pending_outbound(limit=10_000)
-    if desk.runtime.settings.redis_url:
+    if not desk.options.single_node:
         log.warning(
             "%d outbound messages are PENDING; with several nodes they are left to the node"
             " that stored them (not re-sent from here)",
@@ -91,7 +92,7 @@ async def reannounce_recent(desk: Desk, window_seconds: float) -> int:
             )
         conversation = conversations[message.conversation_id]
         if conversation is not None:
-            desk.announce_message(conversation, message)
+            announce_message(desk.emitter, conversation, message)
     return len(messages)
 
 

@@ -19,9 +19,8 @@ import orjson
 import quart
 from anyio.abc import TaskStatus
 
-from ._samples import new_wamid, status_webhook
-from ._serve import serve_app
-from ._signature import SIGNATURE_HEADER, sign
+from api.serve import serve_app
+from desk.whatsapp import SIGNATURE_HEADER, new_wamid, sign, status_webhook
 
 __all__ = ["create_fake_app", "serve_fake"]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.whatsapp import sign, verify_signature
+from desk.whatsapp import sign, verify_signature
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 SECRET = "app-secret"

@@ -13,14 +13,14 @@ import orjson
 import pytest
 import quart
 
-from api.whatsapp import (
+from api.fake_cloud import serve_fake
+from api.serve import serve_app
+from desk.whatsapp import (
     CloudApiClient,
     CloudApiError,
     parse_webhook,
-    serve_fake,
     verify_signature,
 )
-from api.whatsapp._serve import serve_app
 
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 pytestmark = pytest.mark.anyio

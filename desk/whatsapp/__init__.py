@@ -1,4 +1,4 @@
-"""The WhatsApp side of Zapline: webhook parsing, signatures, the Cloud API client, a fake.
+"""The WhatsApp side of Zapline: webhook parsing, signatures, the Cloud API client.
 
 Nothing here touches storage or sockets; intake and workers call these functions.
 """
@@ -6,7 +6,6 @@ Nothing here touches storage or sockets; intake and workers call these functions
 from __future__ import annotations
 
 from ._cloud import CloudApiClient, CloudApiError, SendResult, build_message
-from ._fake import create_fake_app, serve_fake
 from ._payload import (
     InboundMessage,
     StatusUpdate,
@@ -17,7 +16,7 @@ from ._payload import (
     parse_webhook,
     phone_number_ids,
 )
-from ._samples import status_webhook, text_message_webhook
+from ._samples import new_wamid, status_webhook, text_message_webhook
 from ._signature import SIGNATURE_HEADER, sign, verify_signature
 
 __all__ = [
@@ -31,12 +30,11 @@ __all__ = [
     "WebhookFormatError",
     "WrongWebhookObject",
     "build_message",
-    "create_fake_app",
     "load_json",
     "parse_webhook",
     "phone_number_ids",
-    "serve_fake",
     "sign",
+    "new_wamid",
     "status_webhook",
     "text_message_webhook",
     "verify_signature",

@@ -1,0 +1,81 @@
+"""Announcements: the desk's changes as Socket.IO events, to the rooms allowed to see them.
+
+Every event goes out through ``emit_many`` deferred to the end of the scheduler turn, so that
+everything announced in one turn (a group commit finishes many messages at once) shares one
+write per recipient: the send call is most of a delivery's cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from desk.contract import (
+    conversation_payload,
+    conversation_room,
+    iso,
+    last_message_summary,
+    message_payload,
+    tenant_room,
+)
+from desk.ports import Emitter
+from storage import Conversation, Message
+
+__all__ = ["announce_conversation", "announce_message", "announce_status"]
+
+
+def announce_conversation(emitter: Emitter, conversation: Conversation) -> None:
+    """Emit ``conversation:new`` to the tenant."""
+    created = {"conversation": conversation_payload(conversation)}
+    emitter.emit_many(
+        [("conversation:new", (created,))], to=tenant_room(conversation.tenant_id), defer=True
+    )
+
+
+def announce_message(
+    emitter: Emitter,
+    conversation: Conversation,
+    message: Message,
+    on_written: Callable[[], None] | None = None,
+    *,
+    latest: Message | None = None,
+) -> None:
+    """Emit ``message:new`` then ``conversation:updated`` to the tenant and the conversation.
+
+    Both go out in ONE write per recipient. ``latest`` is the conversation's newest message
+    when it is not ``message`` (an older message arrived late): ``conversation:updated``
+    always carries the card's real state. ``on_written`` runs once every local recipient's
+    socket has them.
+    """
+    rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
+    new = {
+        "conversationId": conversation.id,
+        "message": message_payload(message, conversation.contact),
+    }
+    last = latest if latest is not None else message
+    updated = {
+        "conversationId": conversation.id,
+        "lastMessage": last_message_summary(last),
+        "lastMessageAt": iso(max(last.timestamp, conversation.last_message_at or last.timestamp)),
+    }
+    emitter.emit_many(
+        [("message:new", (new,)), ("conversation:updated", (updated,))],
+        to=rooms,
+        defer=True,
+        on_written=on_written,
+    )
+
+
+def announce_status(emitter: Emitter, message: Message) -> None:
+    """Emit ``message:status-update`` to the tenant and the conversation."""
+    update = {
+        "conversationId": message.conversation_id,
+        "messageId": message.id,
+        "whatsappMessageId": message.whatsapp_message_id,
+        "status": message.status,
+        **({"error": message.error} if message.error else {}),
+    }
+    emitter.emit_many(
+        [("message:status-update", (update,))],
+        to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)],
+        defer=True,
+    )

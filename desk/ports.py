@@ -1,0 +1,68 @@
+"""What the desk needs from the world, as small contracts: an emitter, metrics, its options.
+
+The desk takes its collaborators explicitly (storage, an ``Emitter``, the job queue, the Cloud
+API client, optional ``DeskMetrics``) so that it runs in-process in a test as it does in the
+server. ``engine.SocketServer`` (one node) and ``zapline.fanout.Fanout`` (every node, through
+a broker) both satisfy ``Emitter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["DeskMetrics", "DeskOptions", "Emitter"]
+
+
+class Emitter(Protocol):
+    """Emits Socket.IO events to rooms; synchronous, never blocks (writes are buffered)."""
+
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] = (),
+        namespace: str = "/",
+    ) -> int:
+        """Emit one event to the sockets in ``to``; return how many local sockets got it."""
+        ...
+
+    def emit_many(
+        self,
+        events: Sequence[tuple[str, tuple[Any, ...]]],
+        *,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] = (),
+        namespace: str = "/",
+        defer: bool = False,
+        on_written: Callable[[], None] | None = None,
+    ) -> int:
+        """Emit several events in one write per socket (``defer``: at the end of the turn)."""
+        ...
+
+
+class DeskMetrics(Protocol):
+    """Where the desk reports what it measures (the API's Prometheus metrics implement it)."""
+
+    def observe_fanout_latency(self, seconds: float) -> None:
+        """From webhook receipt to the last local socket write of its message:new."""
+
+    def observe_inbox_commit(self, seconds: float) -> None:
+        """One durable inbox group commit, fsync included."""
+
+    def count_cloud_send(self, result: str) -> None:
+        """One Cloud API send: ``sent``, ``retry`` or ``failed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeskOptions:
+    """The desk's settings (the composition root maps ``ZAPLINE_*`` variables onto them)."""
+
+    node: str  # this node's name in the lifecycle record that tells a crash from a clean stop
+    recovery_grace: float = 5.0
+    recovery_window: float = 10.0
+    inbox_sweep_interval: float = 30.0
+    # With several nodes, another node's PENDING sends are its own: not re-sent from here.
+    single_node: bool = True
