@@ -40,6 +40,7 @@ from engine.jobs import PriorityJobQueue
 from storage import StorageUnavailable
 from storage.sqlite import SQLiteStorage
 from zapline.config import Settings
+from zapline.fanout import Fanout, make_broker
 from zapline.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
@@ -283,8 +284,13 @@ async def test_readyz_is_503_while_sqlite_cannot_write_and_200_once_it_can(
     store = await SQLiteStorage.open(str(tmp_path / "full.db"))
     try:
         await store.migrate()
+        engine = SocketServer()
         runtime = Runtime(
-            settings=Settings(), storage=store, engine=SocketServer(), queue=PriorityJobQueue()
+            settings=Settings(),
+            storage=store,
+            engine=engine,
+            queue=PriorityJobQueue(),
+            fanout=Fanout(engine, make_broker(None)),
         )
         client = create_app(runtime).test_client()
         ready = await client.get("/readyz")
