@@ -140,8 +140,12 @@ def run_steps(steps: Steps[T], db: sqlite3.Connection) -> T:
         query = next(steps)
         while True:
             cursor = db.execute(query.sql, query.args)
-            fetched = {"one": cursor.fetchone, "all": cursor.fetchall}.get(query.fetch)
-            query = steps.send(None if fetched is None else fetched())
+            result: Any = None
+            if query.fetch == "one":
+                result = cursor.fetchone()
+            elif query.fetch == "all":
+                result = cursor.fetchall()
+            query = steps.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     finally:
