@@ -67,7 +67,11 @@ class StorableConnection(sqlite3.Connection):
     """
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        """Return the cursor of ``sql`` run with the stored form of ``parameters``."""
+        """Return the cursor of ``sql`` run with the stored form of ``parameters``.
+
+        Positional parameters only (a sequence); storage never binds by name, and never
+        calls ``executemany``, which this seam does not cover.
+        """
         return super().execute(sql, [stored_value(v) for v in parameters])
 
 
