@@ -173,12 +173,13 @@ async def run_steps(steps: Steps[T], conn: asyncpg.Connection) -> T:
         query = next(steps)
         while True:
             sql = numbered(query.sql)
+            result: Any = None
             if query.fetch == "one":
                 result = await conn.fetchrow(sql, *query.args)
             elif query.fetch == "all":
                 result = await conn.fetch(sql, *query.args)
             else:
-                result = await conn.execute(sql, *query.args) and None
+                await conn.execute(sql, *query.args)
             query = steps.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -67,7 +67,11 @@ class StorableConnection(sqlite3.Connection):
     """
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        """Return the cursor of ``sql`` run with the stored form of ``parameters``."""
+        """Return the cursor of ``sql`` run with the stored form of ``parameters``.
+
+        Positional parameters only (a sequence); storage never binds by name, and never
+        calls ``executemany``, which this seam does not cover.
+        """
         return super().execute(sql, [stored_value(v) for v in parameters])
 
 
@@ -140,8 +144,12 @@ def run_steps(steps: Steps[T], db: sqlite3.Connection) -> T:
         query = next(steps)
         while True:
             cursor = db.execute(query.sql, query.args)
-            fetched = {"one": cursor.fetchone, "all": cursor.fetchall}.get(query.fetch)
-            query = steps.send(None if fetched is None else fetched())
+            result: Any = None
+            if query.fetch == "one":
+                result = cursor.fetchone()
+            elif query.fetch == "all":
+                result = cursor.fetchall()
+            query = steps.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     finally:
