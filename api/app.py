@@ -44,6 +44,7 @@ def create_app(runtime: Runtime) -> Quart:
         "api.routes_auth",
         "api.routes_conversations",
         "api.routes_ops",
+        "api.routes_console",
     ):
         try:
             module = __import__(name, fromlist=["blueprint"])
