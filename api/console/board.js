@@ -176,8 +176,10 @@ export class Board {
       avatar.classList.toggle("mine", mine);
       avatar.title = mine ? t("assignedToMe") : card.assigneeName || t("assignedToOther");
     }
+    // On a card the window only speaks up when it is closing (6 h or less) or closed.
     const windowHint = el.querySelector(".card-window");
-    windowHint.textContent = windowText(card);
+    const hoursLeft = windowHoursLeft(card);
+    windowHint.textContent = hoursLeft !== null && hoursLeft <= 6 ? windowText(card) : "";
     windowHint.classList.toggle("closed", windowHoursLeft(card) === -1);
     const parts = [name, stageLabel(card.stage || "new")];
     if (card.unread > 0) parts.push(t("unread", { count: card.unread }));
