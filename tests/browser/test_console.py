@@ -139,7 +139,13 @@ def test_two_agents_see_each_others_moves_and_assignment(
     card(bruno, phone).focus()
     bruno.keyboard.press("Shift+ArrowRight")
     column(alice, "pending").locator(f".card[data-phone='{phone}']").wait_for(timeout=3000)
-    assert card(bruno, phone).evaluate("el => el === document.activeElement")
+    # The moved card keeps the keyboard focus in its new column.
+    bruno.wait_for_function(
+        "phone => document.activeElement?.dataset.phone === phone"
+        " && document.activeElement.closest('.column').dataset.stage === 'pending'",
+        arg=phone,
+        timeout=2000,
+    )
     stored = conversation_of(http, zapline, tenant, phone)
     assert stored["stage"] == "pending"
 
