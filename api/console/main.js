@@ -73,7 +73,10 @@ function setConnection(stateName) {
   if (stateName === "connected") {
     // Say so briefly after a loss, then get out of the way.
     if (!banner.hidden) setConnection.timer = setTimeout(() => (banner.hidden = true), 2000);
-  } else if (stateName !== "connecting") {
+  } else if (stateName === "connecting") {
+    // The first connect usually takes milliseconds: only a slow one is worth a banner.
+    setConnection.timer = setTimeout(() => (banner.hidden = false), 1500);
+  } else {
     banner.hidden = false;
   }
 }
