@@ -92,7 +92,7 @@ async function startDesk(session) {
   setupToolbar(session.user);
 
   board = new Board($("board"), { onOpen: openConversation, onMove: moveConversation });
-  const config = await api.config();
+  const config = await retrying(() => api.config());
   live = new Live({
     url: config.socketUrl,
     path: config.socketPath || "/socket.io/",
@@ -118,13 +118,29 @@ async function startDesk(session) {
   });
   setConnection("connecting");
   live.connect();
-  await loadBoard();
+  await retrying(loadBoard);
   addEventListener("hashchange", followHash);
   followHash();
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && store.state.openId) store.markRead(store.state.openId);
   });
   document.body.dataset.ready = "true";
+}
+
+/** Run `load` until it succeeds (the API may be restarting), backing off up to 10 s. */
+async function retrying(load) {
+  for (let delay = 1000, failed = false; ; delay = Math.min(delay * 2, 10000)) {
+    try {
+      const result = await load();
+      if (failed) setConnection(live ? live.state : "connecting");
+      return result;
+    } catch (error) {
+      if (error.status === 401) throw error;
+      failed = true;
+      setConnection(navigator.onLine === false ? "offline" : "reconnecting");
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
 
 function setupToolbar(user) {
