@@ -222,16 +222,20 @@ export function markRead(conversationId) {
 
 /** `message:new`; returns the normalized message, or null if it was already known. */
 export function applyMessageNew({ conversationId, message }, { viewing }) {
-  const incoming = normalizeMessage(message);
+  let incoming = normalizeMessage(message);
   const thread = state.threads.get(conversationId);
   const fresh = !thread || !thread.byId.has(incoming.id);
-  if (thread) putMessage(thread, incoming);
+  // A sender's own POST answer (PENDING) can arrive after the socket's SENT or FAILED for it.
+  if (thread) incoming = putMessage(thread, incoming);
   const card = state.conversations.get(conversationId);
   noteInbound(card, incoming);
   if (card && fresh) card.seq = ++sequence;
   if (card) {
-    if (!card.lastMessage || (incoming.timestamp || "") >= (card.lastMessage.timestamp || "")) {
-      card.lastMessage = incoming;
+    const last = card.lastMessage;
+    if (last && last.id === incoming.id) {
+      card.lastMessage = { ...incoming, status: advanceStatus(last.status, incoming.status) };
+    } else if (!last || (incoming.timestamp || "") >= (last.timestamp || "")) {
+      card.lastMessage = { ...incoming };
       card.lastMessageAt = incoming.timestamp || card.lastMessageAt;
     }
     if (fresh && incoming.direction === "INBOUND" && !viewing && !state.serverUnread) {

@@ -96,6 +96,7 @@ def test_a_failed_send_is_red_with_the_reason(
     tenant: Tenant,
     http: httpx.Client,
     new_context: Context,
+    artifacts: Path,
 ) -> None:
     page = new_context().new_page()
     login(page, zapline, tenant.email, tenant.password)
@@ -112,6 +113,9 @@ def test_a_failed_send_is_red_with_the_reason(
     assert "Failed" in (tick.get_attribute("title") or "")
     colour = tick.evaluate("el => getComputedStyle(el).backgroundColor")
     assert colour == "rgb(179, 38, 30)"
+    card(page, phone).locator(".tick[data-status='FAILED']").wait_for()
+    tick.hover()
+    page.screenshot(path=str(artifacts / "thread-failed.png"))
 
 
 def test_two_agents_see_each_others_moves_and_assignment(
