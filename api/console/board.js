@@ -174,6 +174,7 @@ export class Board {
       avatar.hidden = false;
       avatar.textContent = mine ? initials(state.user.name || state.user.email) : initials(card.assigneeName || "?");
       avatar.classList.toggle("mine", mine);
+      avatar.classList.toggle("online", state.presence.get(card.assigneeId) === "online");
       avatar.title = mine ? t("assignedToMe") : card.assigneeName || t("assignedToOther");
     }
     // On a card the window only speaks up when it is closing (6 h or less) or closed.

@@ -84,6 +84,11 @@ export class Live {
     if (this.socket.connected) this.socket.emit("conversation:leave", id);
   }
 
+  /** Tell the server this agent has read a conversation (ignored by servers without it). */
+  read(id) {
+    if (this.socket.connected) this.socket.emit("conversation:read", { conversationId: id });
+  }
+
   /** Tell the others this agent is typing in a conversation (ignored by servers without it). */
   typing(id, on) {
     if (this.socket.connected) this.socket.emit("typing", { conversationId: id, isTyping: on });

@@ -112,8 +112,9 @@ async function startDesk(session) {
       thread.render();
     } else if (what === "open" && id && id === store.state.openId) {
       thread.renderHead();
-    } else if (what === "presence" && (!id || id === store.state.openId)) {
-      thread.renderPresence();
+    } else if (what === "presence") {
+      if (!id) board.schedule(); // an agent's presence: the avatars
+      if (!id || id === store.state.openId) thread.renderPresence();
     }
   });
   setConnection("connecting");

@@ -68,6 +68,7 @@ export class ThreadView {
     }
     this.root.hidden = false;
     document.body.classList.add("thread-open");
+    this.live.read(id);
     this.renderHead();
     this.render({ toBottom: true });
     if (switching || !state.threads.get(id)) await this.refresh();
