@@ -123,20 +123,26 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def new_context(browser: Any) -> Iterator[Callable[..., Any]]:
-    """``new_context(**options)`` -> a fresh browser context (its own storage); closed after."""
+    """``new_context(**options)`` -> a fresh browser context (its own storage); closed after.
+
+    An uncaught exception in any of its pages (a console bug) fails the test at teardown.
+    """
     contexts: list[Any] = []
+    errors: list[str] = []
 
     def factory(**options: Any) -> Any:
         options.setdefault("viewport", {"width": 1280, "height": 800})
         options.setdefault("locale", "en-US")
         context = browser.new_context(**options)
         context.set_default_timeout(10_000)
+        context.on("page", lambda page: page.on("pageerror", lambda exc: errors.append(str(exc))))
         contexts.append(context)
         return context
 
     yield factory
     for context in contexts:
         context.close()
+    assert not errors, f"uncaught errors in the console: {errors}"
 
 
 @pytest.fixture
