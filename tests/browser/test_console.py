@@ -348,3 +348,34 @@ def test_one_tab_per_agent_plays_the_sound(
         p.evaluate("Number(document.documentElement.dataset.chimes || 0)") for p in (first, second)
     ]
     assert sorted(chimes) == [0, 1], chimes
+
+
+def test_the_desk_works_from_the_keyboard_alone(
+    zapline: ZaplineServer,
+    tenant: Tenant,
+    http: httpx.Client,
+    new_context: Context,
+) -> None:
+    page = new_context().new_page()
+    login(page, zapline, tenant.email, tenant.password)
+    older = customer_writes(http, zapline, tenant, "Primeiro", name="Alice Prado")
+    card(page, older).wait_for()
+    newer = customer_writes(http, zapline, tenant, "Segundo", name="Bruno Dias")
+    card(page, newer).wait_for()
+    page.locator("body").focus()
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('card')"):
+            break
+    assert page.evaluate("document.activeElement.dataset.phone") == newer
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.dataset.phone") == older
+    page.keyboard.press("Enter")
+    page.locator(".msg.in", has_text="Primeiro").wait_for()
+    page.wait_for_function("document.activeElement.id === 'reply'")
+    page.keyboard.type("Resposta pelo teclado")
+    page.keyboard.press("Enter")
+    page.locator(".msg.out", has_text="Resposta pelo teclado").wait_for()
+    page.keyboard.press("Escape")
+    page.locator("#thread").wait_for(state="hidden")
+    page.wait_for_function(f"document.activeElement.dataset.phone === '{older}'")
