@@ -91,7 +91,7 @@ function mediaBlock(message, api) {
   };
   if (message.type === "IMAGE" || message.type === "STICKER") {
     unavailable();
-    if (api.mediaAvailable !== false) load();
+    load();
   } else {
     const button = document.createElement("button");
     button.type = "button";
