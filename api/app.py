@@ -15,6 +15,7 @@ from quart import Quart, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from api.routes_auth import blueprint as auth
+from api.routes_console import blueprint as console
 from api.routes_conversations import blueprint as conversations
 from api.routes_health import blueprint as health
 from api.routes_ops import blueprint as ops
@@ -40,7 +41,7 @@ def create_app(runtime: ApiServices) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["zapline"] = runtime
 
-    for blueprint in (health, webhooks, auth, conversations, ops):
+    for blueprint in (health, webhooks, auth, conversations, ops, console):
         app.register_blueprint(blueprint)
 
     @app.before_request

@@ -33,6 +33,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any, tuple[str, ...]]] = []
+        self.changed = anyio.Event()
+
+    def _record(self, event: str, payload: Any, to: str | Iterable[str] | None) -> None:
+        self.events.append((event, payload, _rooms(to)))
+        self.changed.set()
+        self.changed = anyio.Event()
 
     def emit(
         self,
@@ -42,7 +48,7 @@ class Recorder:
         skip: str | Iterable[str] = (),
         namespace: str = "/",
     ) -> int:
-        self.events.append((event, args[0], _rooms(to)))
+        self._record(event, args[0], to)
         return 0
 
     def emit_many(
@@ -56,7 +62,7 @@ class Recorder:
         on_written: Callable[[], None] | None = None,
     ) -> int:
         for event, args in events:
-            self.events.append((event, args[0], _rooms(to)))
+            self._record(event, args[0], to)
         if on_written is not None:
             on_written()
         return 0
@@ -76,6 +82,7 @@ async def running_desk(tmp_path: Path) -> AsyncIterator[tuple[Desk, Storage, Rec
     storage = await open_storage(f"sqlite:///{tmp_path / 'desk.db'}")
     await storage.migrate()
     recorder = Recorder()
+
     async def dead_letter(job: Any, exc: BaseException) -> None:
         await desk.on_dead_letter(job, exc)
 
@@ -102,7 +109,7 @@ async def running_desk(tmp_path: Path) -> AsyncIterator[tuple[Desk, Storage, Rec
 
 async def wait_for(recorder: Recorder, event: str, count: int = 1) -> list[Any]:
     while len(recorder.named(event)) < count:
-        await anyio.sleep(0.01)
+        await recorder.changed.wait()
     return recorder.named(event)
 
 
