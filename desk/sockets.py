@@ -14,18 +14,30 @@ from typing import Any
 from desk import logcontext as logs
 from desk.auth import AuthError, verify_token
 from desk.contract import conversation_room, tenant_room, user_room
+from desk.live import LiveDesk
 from engine import ConnectionRefused, Socket, SocketServer
 
 log = logging.getLogger("desk.sockets")
 
 # (tenant_id, conversation_id) -> does it exist in that tenant?
 ConversationCheck = Callable[[str, str], Awaitable[bool]]
+# user id -> the name other agents see (None when unknown)
+UserName = Callable[[str], Awaitable[str | None]]
 
 
 def attach_realtime(
-    server: SocketServer, jwt_secret: str, conversation_exists: ConversationCheck | None
+    server: SocketServer,
+    jwt_secret: str,
+    conversation_exists: ConversationCheck | None,
+    *,
+    live: LiveDesk | None = None,
+    user_name: UserName | None = None,
 ) -> None:
-    """Register the contract's handlers on ``server``."""
+    """Register the contract's handlers on ``server``.
+
+    With ``live``, sockets also drive presence, viewers and typing (``desk.live``);
+    ``user_name(user_id)`` gives the name shown to the other agents.
+    """
 
     @server.on_connect("/")
     async def authenticate(socket: Socket, auth: dict[str, Any] | None) -> None:
@@ -41,6 +53,10 @@ def attach_realtime(
         socket.data["role"] = claims.role
         socket.join(tenant_room(claims.tenant_id))
         socket.join(user_room(claims.user_id))
+        if live is not None:
+            name = await user_name(claims.user_id) if user_name is not None else None
+            socket.data["name"] = name
+            live.connected(socket.id, claims.tenant_id, claims.user_id, name)
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
         logs.socket_id.set(socket.id)
@@ -62,6 +78,8 @@ def attach_realtime(
         if isinstance(checked, dict):
             return checked
         socket.join(conversation_room(checked))
+        if live is not None:
+            live.joined(socket.id, checked)
         return {"ok": True, "room": conversation_room(checked)}
 
     @server.on("conversation:leave")
@@ -71,4 +89,40 @@ def attach_realtime(
         if not isinstance(conversation_id, str):
             return {"ok": False, "error": "conversation id required"}
         socket.leave(conversation_room(conversation_id))
+        if live is not None:
+            live.left(socket.id, conversation_id)
         return {"ok": True}
+
+    if live is None:
+        return
+
+    @server.on_disconnect("/")
+    def gone(socket: Socket, reason: str) -> None:
+        live.disconnected(socket.id)
+
+    def typing(is_typing: bool) -> Callable[[Socket, Any], dict[str, Any]]:
+        def handler(socket: Socket, body: Any = None) -> dict[str, Any]:
+            conversation_id = _conversation_id(body)
+            if conversation_id is None:
+                return {"ok": False, "error": "conversationId required"}
+            if not live.typing(socket.id, conversation_id, is_typing):
+                return {"ok": False, "error": "join the conversation first"}
+            return {"ok": True}
+
+        return handler
+
+    server.on("typing:start")(typing(True))
+    server.on("typing:stop")(typing(False))
+
+    @server.on("presence:set")
+    def set_presence(socket: Socket, body: Any = None) -> dict[str, Any]:
+        status = body.get("status") if isinstance(body, dict) else body
+        if not isinstance(status, str) or not live.set_status(socket.id, status):
+            return {"ok": False, "error": "status must be 'online' or 'away'"}
+        return {"ok": True}
+
+
+def _conversation_id(body: Any) -> str | None:
+    if isinstance(body, dict):
+        body = body.get("conversationId")
+    return body if isinstance(body, str) and body else None

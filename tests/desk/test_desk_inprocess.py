@@ -5,7 +5,7 @@ what it announces is asserted directly, without a server or a socket.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from _recorder import Recorder
 
 from desk import Desk, DeskOptions
 from desk.whatsapp import CloudApiClient, text_message_webhook
@@ -26,55 +27,6 @@ pytestmark = pytest.mark.anyio
 def anyio_backend() -> str:
     """The Cloud API client (httpx) and the desk run on asyncio in production."""
     return "asyncio"
-
-
-class Recorder:
-    """An ``Emitter`` that keeps what it is given: (event, payload, rooms)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any, tuple[str, ...]]] = []
-        self.changed = anyio.Event()
-
-    def _record(self, event: str, payload: Any, to: str | Iterable[str] | None) -> None:
-        self.events.append((event, payload, _rooms(to)))
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    def emit(
-        self,
-        event: str,
-        *args: Any,
-        to: str | Iterable[str] | None = None,
-        skip: str | Iterable[str] = (),
-        namespace: str = "/",
-    ) -> int:
-        self._record(event, args[0], to)
-        return 0
-
-    def emit_many(
-        self,
-        events: Sequence[tuple[str, tuple[Any, ...]]],
-        *,
-        to: str | Iterable[str] | None = None,
-        skip: str | Iterable[str] = (),
-        namespace: str = "/",
-        defer: bool = False,
-        on_written: Callable[[], None] | None = None,
-    ) -> int:
-        for event, args in events:
-            self._record(event, args[0], to)
-        if on_written is not None:
-            on_written()
-        return 0
-
-    def named(self, event: str) -> list[Any]:
-        return [payload for name, payload, _ in self.events if name == event]
-
-
-def _rooms(to: str | Iterable[str] | None) -> tuple[str, ...]:
-    if to is None:
-        return ()
-    return (to,) if isinstance(to, str) else tuple(to)
 
 
 @asynccontextmanager
