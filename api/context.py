@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
     from desk.live import LiveDesk
+    from desk.ratelimit import RateLimiter
     from engine.jobs import PriorityJobQueue
     from storage import Storage
 
@@ -63,6 +64,11 @@ class ApiServices(Protocol):
     @property
     def live(self) -> LiveDesk:
         """Presence, typing and viewers of this node."""
+        ...
+
+    @property
+    def limits(self) -> RateLimiter:
+        """The rate limits of client events and of the REST API."""
         ...
 
     @property

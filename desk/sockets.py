@@ -7,7 +7,9 @@ clear message; on connect the socket joins ``tenant:{tenantId}`` and ``user:{use
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ from desk import logcontext as logs
 from desk.auth import AuthError, verify_token
 from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
+from desk.ratelimit import RateLimiter
 from engine import ConnectionRefused, Socket, SocketServer
 
 log = logging.getLogger("desk.sockets")
@@ -23,6 +26,7 @@ log = logging.getLogger("desk.sockets")
 ConversationCheck = Callable[[str, str], Awaitable[bool]]
 # user id -> the name other agents see (None when unknown)
 UserName = Callable[[str], Awaitable[str | None]]
+Handler = Callable[..., Any]
 
 
 def attach_realtime(
@@ -32,12 +36,53 @@ def attach_realtime(
     *,
     live: LiveDesk | None = None,
     user_name: UserName | None = None,
+    limits: RateLimiter | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
 
     With ``live``, sockets also drive presence, viewers and typing (``desk.live``);
-    ``user_name(user_id)`` gives the name shown to the other agents.
+    ``user_name(user_id)`` gives the name shown to the other agents. With ``limits``, every
+    client event is rate-limited (``desk.ratelimit``): over the limit it is dropped with
+    ``error {code: 'rate_limited', retryAfterMs}`` to that socket, and a socket that keeps
+    flooding is disconnected.
     """
+
+    def on(event: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            server.on(event)(_limited(fn) if limits is not None else fn)
+            return fn
+
+        return register
+
+    def _limited(fn: Handler) -> Handler:
+        assert limits is not None
+
+        async def handler(socket: Socket, *args: Any) -> Any:
+            wait, flood = limits.client_event(socket.id, str(socket.data.get("userId")))
+            if not wait:
+                result = fn(socket, *args)
+                return await result if inspect.isawaitable(result) else result
+            retry_ms = max(1, math.ceil(wait * 1000))
+            if flood:
+                log.warning("socket %s disconnected for flooding", socket.id)
+                socket.emit("error", {"code": "flooding", "message": "too many events"})
+                socket.disconnect()
+                return None
+            socket.emit("error", {"code": "rate_limited", "retryAfterMs": retry_ms})
+            return {"ok": False, "error": "rate_limited", "retryAfterMs": retry_ms}
+
+        return handler
+
+    if limits is not None:
+
+        @server.on_any("/")
+        async def unknown(socket: Socket, event: str, *args: Any) -> None:
+            # Events nobody handles still cost a flooder tokens (and its connection).
+            await _limited(lambda _socket, *_: None)(socket, *args)
+
+        @server.on_disconnect("/")
+        def forget(socket: Socket, reason: str) -> None:
+            limits.forget_socket(socket.id)
 
     @server.on_connect("/")
     async def authenticate(socket: Socket, auth: dict[str, Any] | None) -> None:
@@ -72,7 +117,7 @@ def attach_realtime(
             return {"ok": False, "error": "conversation not found"}
         return conversation_id
 
-    @server.on("conversation:join")
+    @on("conversation:join")
     async def join(socket: Socket, conversation_id: Any = None) -> dict[str, Any]:
         checked = await _checked_conversation(socket, conversation_id)
         if isinstance(checked, dict):
@@ -82,7 +127,7 @@ def attach_realtime(
             live.joined(socket.id, checked)
         return {"ok": True, "room": conversation_room(checked)}
 
-    @server.on("conversation:leave")
+    @on("conversation:leave")
     async def leave(socket: Socket, conversation_id: Any = None) -> dict[str, Any]:
         if isinstance(conversation_id, dict):
             conversation_id = conversation_id.get("conversationId") or conversation_id.get("id")
@@ -111,10 +156,10 @@ def attach_realtime(
 
         return handler
 
-    server.on("typing:start")(typing(True))
-    server.on("typing:stop")(typing(False))
+    on("typing:start")(typing(True))
+    on("typing:stop")(typing(False))
 
-    @server.on("presence:set")
+    @on("presence:set")
     def set_presence(socket: Socket, body: Any = None) -> dict[str, Any]:
         status = body.get("status") if isinstance(body, dict) else body
         if not isinstance(status, str) or not live.set_status(socket.id, status):
