@@ -152,6 +152,12 @@ export function upsertConversation(raw) {
   changed("board", raw.id);
 }
 
+/** The server says this agent may no longer see a card (it was assigned away): drop it. */
+export function removeConversation(id) {
+  if (!state.conversations.delete(id)) return;
+  changed("board", id);
+}
+
 export function setFilter(filter) {
   state.filter = filter;
   changed("board");
