@@ -29,6 +29,8 @@ ConversationCheck = Callable[[str, str, str, str], Awaitable[bool]]
 # user id -> the name other agents see (None when unknown)
 UserName = Callable[[str], Awaitable[str | None]]
 Handler = Callable[..., Any]
+# (tenant_id, user_id, role, conversation_id, assignee_id) -> the ack of conversation:assign
+Assign = Callable[[str, str, str, Any, Any], Awaitable[dict[str, Any]]]
 
 
 def attach_realtime(
@@ -40,6 +42,7 @@ def attach_realtime(
     user_name: UserName | None = None,
     limits: RateLimiter | None = None,
     agent_sees: str = "assigned_and_unassigned",
+    assign: Assign | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
 
@@ -150,6 +153,21 @@ def attach_realtime(
         if live is not None:
             live.left(socket.id, conversation_id)
         return {"ok": True}
+
+    if assign is not None:
+
+        @on("conversation:assign")
+        async def assign_conversation(socket: Socket, body: Any = None) -> dict[str, Any]:
+            if not isinstance(body, dict) or "assigneeId" not in body:
+                return {"ok": False, "error": "expected {conversationId, assigneeId}"}
+            data = socket.data
+            return await assign(
+                data["tenantId"],
+                data["userId"],
+                data["role"],
+                body.get("conversationId"),
+                body["assigneeId"],
+            )
 
     if live is None:
         return

@@ -25,6 +25,7 @@ from api.app import create_asgi
 from api.metrics import Metrics
 from api.serve import serve_app
 from desk import Desk, DeskOptions, attach_realtime
+from desk.conversations import assign as assign_conversation
 from desk.live import LiveDesk
 from desk.permissions import may_see
 from desk.ratelimit import RateLimiter
@@ -81,6 +82,22 @@ class Runtime:
         conversation = await self.storage.get_conversation(tenant_id, conversation_id)
         return conversation is not None and may_see(
             role, user_id, conversation.assignee_id, self.settings.agent_sees
+        )
+
+    async def assign(
+        self, tenant_id: str, user_id: str, role: str, conversation_id: Any, assignee_id: Any
+    ) -> dict[str, Any]:
+        """``conversation:assign`` from a socket (``desk.conversations.assign``)."""
+        return await assign_conversation(
+            self.storage,
+            self.fanout,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            role=role,
+            agent_sees=self.settings.agent_sees,
+            conversation_id=conversation_id,
+            assignee_id=assignee_id,
+            evict=self.evict,
         )
 
     def evict(self, conversation: Conversation) -> None:
@@ -189,6 +206,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             user_name=runtime.user_name,
             limits=runtime.limits,
             agent_sees=settings.agent_sees,
+            assign=runtime.assign,
         )
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)

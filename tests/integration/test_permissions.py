@@ -12,6 +12,7 @@ import uuid
 import anyio
 import httpx
 import pytest
+from _contract import violations
 from _desk_harness import (
     JWT_SECRET,
     EventLog,
@@ -134,3 +135,47 @@ async def test_no_socket_receives_what_its_role_may_not_see(
     assert conversation_id in [c["id"] for c in mine.json()["conversations"]]
     everything = await http.get(f"{zapline.api_url}/api/conversations", headers=auth(admin_token))
     assert conversation_id in [c["id"] for c in everything.json()["conversations"]]
+
+
+async def test_assign_and_transfer_from_a_socket(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    y_id, y_token = await anyio.to_thread.run_sync(lambda: add_user(zapline, tenant, "agent"))
+    x, x_events = await sio(zapline.socket_url, tenant.token)
+    y, y_events = await sio(zapline.socket_url, y_token)
+    body = text_message_webhook(phone_number_id=tenant.phone_number_id, wa_id="5511700000778")
+    assert (await post_webhook(http, zapline, body, secret=tenant.app_secret)).status_code == 200
+    (new,) = await y_events.wait_for("message:new")
+    conversation_id = new["conversationId"]
+
+    # X takes it: no conversation:assigned to X (it was X's own doing).
+    taken = await x.call(
+        "conversation:assign",
+        {"conversationId": conversation_id, "assigneeId": tenant.user_id},
+        timeout=5,
+    )
+    assert taken["ok"] and taken["conversation"]["assigneeId"] == tenant.user_id
+    assert violations(taken, "AssignAck") == []
+    # X transfers it to Y: Y is told who gave it; X keeps no right to it.
+    moved = await x.call(
+        "conversation:assign", {"conversationId": conversation_id, "assigneeId": y_id}, timeout=5
+    )
+    assert moved["ok"], moved
+    (assigned,) = await y_events.wait_for("conversation:assigned")
+    assert (assigned["conversation"]["id"], assigned["by"]) == (conversation_id, tenant.user_id)
+    assert x_events.named("conversation:assigned") == []
+    again = await x.call(
+        "conversation:assign",
+        {"conversationId": conversation_id, "assigneeId": tenant.user_id},
+        timeout=5,
+    )
+    assert again == {"ok": False, "error": "conversation not found"}
+    for bad in ({"conversationId": conversation_id}, {"assigneeId": y_id}, "x"):
+        refused = await y.call("conversation:assign", bad, timeout=5)
+        assert refused["ok"] is False
+    stranger = await y.call(
+        "conversation:assign",
+        {"conversationId": conversation_id, "assigneeId": "nobody"},
+        timeout=5,
+    )
+    assert stranger == {"ok": False, "error": "assigneeId is not a user of this tenant"}
