@@ -110,9 +110,7 @@ def attach_realtime(
         if sees_everything(claims.role, agent_sees):
             socket.join(supervisors_room(claims.tenant_id))
         if live is not None:
-            name = await user_name(claims.user_id) if user_name is not None else None
-            socket.data["name"] = name
-            live.connected(socket.id, claims.tenant_id, claims.user_id, name)
+            live.connected(socket.id, claims.tenant_id, claims.user_id)
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
         logs.socket_id.set(socket.id)
@@ -140,6 +138,11 @@ def attach_realtime(
             return checked
         socket.join(conversation_room(checked))
         if live is not None:
+            # Names are looked up when first shown (to the other viewers), not at connect:
+            # a connect stays free of storage reads.
+            user_id = live.needs_name(socket.id)
+            if user_id is not None and user_name is not None:
+                live.set_name(socket.id, await user_name(user_id))
             live.joined(socket.id, checked)
         return {"ok": True, "room": conversation_room(checked)}
 
