@@ -3,9 +3,6 @@ presence, who is viewing, typing and assignment between two agents, on both tran
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,28 +11,12 @@ import orjson
 import pytest
 from _contract import event_violations
 from _desk_harness import SocketFactory, Tenant, ZaplineServer, post_webhook
+from _node import JS_DIR, require_node
 from test_live_desk import second_agent
 
 from desk.whatsapp import text_message_webhook
 
 pytestmark = [pytest.mark.anyio, pytest.mark.node]
-
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-
-
-def node_binary() -> str:
-    node = shutil.which("node")
-    reason = None
-    if node is None:
-        reason = "Node.js is not installed (needed for the socket.io-client tests)"
-    elif not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
-        reason = f"socket.io-client is not installed: run `npm ci` in {JS_DIR}"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    assert node is not None
-    return node
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -46,7 +27,7 @@ async def test_two_agents_with_the_official_client(
     sio: SocketFactory,
     transport: str,
 ) -> None:
-    node = node_binary()
+    node = require_node()
     b_id, b_token = await anyio.to_thread.run_sync(lambda: second_agent(zapline, tenant, "Bia"))
     _, events = await sio(zapline.socket_url, b_token)  # B online already; A comes later
     body = text_message_webhook(

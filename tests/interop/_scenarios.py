@@ -15,36 +15,16 @@ Configured as the product is (``desk.sockets``): ``auth: {token}`` is verified w
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
+from _node import JS_DIR, require_node  # noqa: F401 (re-exported for the interop tests)
 
 from desk.auth import AuthError, issue_token, verify_token
 from engine import ConnectionRefused, EngineOptions, Socket, SocketServer
 
 SECRET = "interop-secret-not-for-production"
 SERVER_BYTES = b"\x00\xffserver"
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
-
-
-def require_node() -> str:
-    """Return the path of ``node``; skip (fail when ``CI=true``) if Node or the client is missing."""
-    node = shutil.which("node")
-    reason = None
-    if node is None:
-        reason = "Node.js is not installed (needed for the socket.io-client interop tests)"
-    elif not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
-        reason = f"socket.io-client is not installed: run `npm ci` in {JS_DIR}"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    assert node is not None
-    return node
 
 
 def token_for(tenant: str, user: str = "u-interop") -> str:
