@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PG_URL    ?= postgresql://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test smoke install install-test install-js services bench bench-ci lint typecheck clean
+.PHONY: run test smoke install install-test install-js services bench bench-ci fuzz lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ bench: install-test
 ## make bench-ci: the product's promise, p99 < 100 ms at 1000 clients, nothing lost.
 bench-ci: install-test
 	$(BIN)/python -m bench ci
+
+## make fuzz: coverage-guided fuzzing (atheris) of the Engine.IO/Socket.IO decoders and the
+## webhook parser, FUZZ_SECONDS per target; crashes and new coverage land in tests/fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+fuzz: install-test
+	$(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python tests/fuzz/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 lint: install-test
 	$(BIN)/ruff check engine api storage zapline bench tests
