@@ -16,13 +16,7 @@ from _fuzz_targets import TARGETS
 CORPUS = Path(__file__).parent / "corpus"
 
 # "<target>/<file name>" -> why it still fails; the fix removes the line.
-KNOWN_CRASHES: dict[str, str] = {
-    "webhook/crash-ef093fd6cbdde3d21d20f46f23ba1dd86bbe13c8": (
-        "load_json's stdlib fallback (taken for 1e400, NaN or a lone surrogate) keeps an"
-        " integer beyond 64 bits that storage's orjson cannot write: answered 200, never"
-        " stored, and its dead letter fails the same way"
-    ),
-}
+KNOWN_CRASHES: dict[str, str] = {}
 
 
 def _inputs() -> list[object]:
