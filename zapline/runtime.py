@@ -140,6 +140,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 recovery_grace=settings.recovery_grace,
                 recovery_window=settings.recovery_window,
                 inbox_sweep_interval=settings.inbox_sweep_interval,
+                inbox_retention=settings.inbox_retention,
                 single_node=not settings.redis_url,
             ),
             metrics=runtime.metrics,
