@@ -1,11 +1,11 @@
-# The README names these targets; CI runs `.ci/run`, which runs `make test` and `make bench-ci`.
+# The README names these targets; CI runs `.ci/run`: `make test`, `make smoke`, `make bench-ci`, `make soak SOAK_SECONDS=60`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PG_URL    ?= postgresql://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test smoke install install-test install-js services bench bench-ci fuzz lint typecheck clean
+.PHONY: run test smoke install install-test install-js services bench bench-ci fuzz soak lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ FUZZ_SECONDS ?= 60
 fuzz: install-test
 	$(BIN)/pip install -q -e '.[fuzz]'
 	$(BIN)/python tests/fuzz/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## make soak: 1000 clients with churn, webhooks at a steady rate and a storage outage (a full
+## tmpfs: needs root) for SOAK_SECONDS; fails on any loss, duplicate, RSS or task growth.
+SOAK_SECONDS ?= 600
+soak: install-test
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
 lint: install-test
 	$(BIN)/ruff check engine api storage zapline bench tests
