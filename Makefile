@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 PG_URL    ?= postgresql://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test smoke install install-test install-js services bench bench-ci fuzz soak lint typecheck clean
+CONSOLE_JS := api/console/node_modules/.package-lock.json
+
+.PHONY: run test smoke install install-test install-js install-console install-browser services bench bench-ci fuzz soak lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +19,26 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
 
-install-js:
+install-js: install-console
 	@command -v npm >/dev/null || { echo "npm is required for the JavaScript interop tests (apt-get install nodejs npm)"; exit 1; }
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 
-## make run: the server on the embedded SQLite default, with a demo tenant and token.
-run: install
+## make install-console: the console's socket.io-client, from its lockfile (again only when it changed).
+install-console: $(CONSOLE_JS)
+
+$(CONSOLE_JS): api/console/package.json api/console/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required for the console's socket.io-client (apt-get install nodejs npm)"; exit 1; }
+	cd api/console && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## make install-browser: Debian's Chromium for the console's browser tests (Playwright drives it).
+install-browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing chromium for the browser tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi
+
+## make run: the server on the embedded SQLite default, with a demo tenant and the console on /.
+run: install install-console
 	ZAPLINE_ENV=dev $(BIN)/zapline serve
 
 ## make services: start PostgreSQL and Redis if they are installed here but down.
@@ -35,7 +51,7 @@ services:
 	  for i in 1 2 3 4 5; do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; fi
 
 ## make test: install what the tests need (pip + npm) and run the whole suite.
-test: install-test install-js services
+test: install-test install-js install-browser services
 	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} REDIS_URL=$${REDIS_URL:-$(REDIS_URL)} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -66,11 +82,11 @@ soak: install-test
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
 lint: install-test
-	$(BIN)/ruff check engine api storage zapline bench tests
-	$(BIN)/ruff format --check engine api storage zapline bench tests
+	$(BIN)/ruff check engine api desk storage zapline bench tests
+	$(BIN)/ruff format --check engine api desk storage zapline bench tests
 
 typecheck: install-test
 	$(BIN)/mypy engine
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules zapline.db zapline.db-wal zapline.db-shm
+	rm -rf $(VENV) tests/js/node_modules api/console/node_modules tests/artifacts zapline.db zapline.db-wal zapline.db-shm

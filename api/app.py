@@ -15,9 +15,11 @@ from quart import Quart, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from api.routes_auth import blueprint as auth
+from api.routes_console import blueprint as console
 from api.routes_conversations import blueprint as conversations
 from api.routes_health import blueprint as health
 from api.routes_ops import blueprint as ops
+from api.routes_presence import blueprint as presence
 from api.routes_webhooks import blueprint as webhooks
 from api.webhook_post import WebhookPost
 from desk import logcontext as logs
@@ -40,7 +42,7 @@ def create_app(runtime: ApiServices) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["zapline"] = runtime
 
-    for blueprint in (health, webhooks, auth, conversations, ops):
+    for blueprint in (health, webhooks, auth, conversations, ops, presence, console):
         app.register_blueprint(blueprint)
 
     @app.before_request

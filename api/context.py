@@ -14,6 +14,8 @@ from quart import Quart
 if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
+    from desk.live import LiveDesk
+    from desk.ratelimit import RateLimiter
     from engine.jobs import PriorityJobQueue
     from storage import Storage
 
@@ -57,6 +59,16 @@ class ApiServices(Protocol):
     @property
     def desk(self) -> Desk:
         """The WhatsApp desk: intake, replies, conversation changes."""
+        ...
+
+    @property
+    def live(self) -> LiveDesk:
+        """Presence, typing and viewers of this node."""
+        ...
+
+    @property
+    def limits(self) -> RateLimiter:
+        """The rate limits of client events and of the REST API."""
         ...
 
     @property

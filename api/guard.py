@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -31,7 +32,10 @@ def bearer_token() -> str | None:
 
 
 def require_auth(fn: F) -> F:
-    """Decorator: 401 unless a valid JWT is presented; the claims go to ``g.claims``."""
+    """Decorator: 401 unless a valid JWT is presented; the claims go to ``g.claims``.
+
+    Then the tenant's REST rate limit: 429 with ``Retry-After`` when it is spent.
+    """
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,6 +48,12 @@ def require_auth(fn: F) -> F:
         except AuthError as exc:
             return error(401, str(exc))
         logs.tenant_id.set(g.claims.tenant_id)
+        wait = runtime.limits.api_request(g.claims.tenant_id)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            response = error(429, f"too many requests for this tenant; retry in {seconds} s")
+            response.headers["Retry-After"] = str(seconds)
+            return response
         return await fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -102,6 +102,22 @@ class _RuntimeCollector(Collector):
             value=queue.waiting_outage,
         )
         yield CounterMetricFamily("zapline_job_retries", "Job retries", value=queue.retried)
+        limits = self._runtime.limits
+        yield CounterMetricFamily(
+            "zapline_rate_limited_events",
+            "Client events dropped over their rate limit",
+            value=limits.dropped,
+        )
+        yield CounterMetricFamily(
+            "zapline_rate_limit_disconnects",
+            "Sockets disconnected for flooding",
+            value=limits.disconnected,
+        )
+        yield CounterMetricFamily(
+            "zapline_api_rate_limited",
+            "REST requests answered 429 over the tenant's rate limit",
+            value=limits.api_refused,
+        )
         yield CounterMetricFamily(
             "zapline_dead_letters", "Jobs moved to dead letters", value=queue.dead
         )

@@ -7,25 +7,82 @@ clear message; on connect the socket joins ``tenant:{tenantId}`` and ``user:{use
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from desk import logcontext as logs
 from desk.auth import AuthError, verify_token
 from desk.contract import conversation_room, tenant_room, user_room
+from desk.live import LiveDesk
+from desk.ratelimit import RateLimiter
 from engine import ConnectionRefused, Socket, SocketServer
 
 log = logging.getLogger("desk.sockets")
 
 # (tenant_id, conversation_id) -> does it exist in that tenant?
 ConversationCheck = Callable[[str, str], Awaitable[bool]]
+# user id -> the name other agents see (None when unknown)
+UserName = Callable[[str], Awaitable[str | None]]
+Handler = Callable[..., Any]
 
 
 def attach_realtime(
-    server: SocketServer, jwt_secret: str, conversation_exists: ConversationCheck | None
+    server: SocketServer,
+    jwt_secret: str,
+    conversation_exists: ConversationCheck | None,
+    *,
+    live: LiveDesk | None = None,
+    user_name: UserName | None = None,
+    limits: RateLimiter | None = None,
 ) -> None:
-    """Register the contract's handlers on ``server``."""
+    """Register the contract's handlers on ``server``.
+
+    With ``live``, sockets also drive presence, viewers and typing (``desk.live``);
+    ``user_name(user_id)`` gives the name shown to the other agents. With ``limits``, every
+    client event is rate-limited (``desk.ratelimit``): over the limit it is dropped with
+    ``error {code: 'rate_limited', retryAfterMs}`` to that socket, and a socket that keeps
+    flooding is disconnected.
+    """
+
+    def on(event: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            server.on(event)(_limited(fn) if limits is not None else fn)
+            return fn
+
+        return register
+
+    def _limited(fn: Handler) -> Handler:
+        assert limits is not None
+
+        async def handler(socket: Socket, *args: Any) -> Any:
+            wait, flood = limits.client_event(socket.id, str(socket.data.get("userId")))
+            if not wait:
+                result = fn(socket, *args)
+                return await result if inspect.isawaitable(result) else result
+            retry_ms = max(1, math.ceil(wait * 1000))
+            if flood:
+                log.warning("socket %s disconnected for flooding", socket.id)
+                socket.emit("error", {"code": "flooding", "message": "too many events"})
+                socket.disconnect()
+                return None
+            socket.emit("error", {"code": "rate_limited", "retryAfterMs": retry_ms})
+            return {"ok": False, "error": "rate_limited", "retryAfterMs": retry_ms}
+
+        return handler
+
+    if limits is not None:
+
+        @server.on_any("/")
+        async def unknown(socket: Socket, event: str, *args: Any) -> None:
+            # Events nobody handles still cost a flooder tokens (and its connection).
+            await _limited(lambda _socket, *_: None)(socket, *args)
+
+        @server.on_disconnect("/")
+        def forget(socket: Socket, reason: str) -> None:
+            limits.forget_socket(socket.id)
 
     @server.on_connect("/")
     async def authenticate(socket: Socket, auth: dict[str, Any] | None) -> None:
@@ -41,6 +98,10 @@ def attach_realtime(
         socket.data["role"] = claims.role
         socket.join(tenant_room(claims.tenant_id))
         socket.join(user_room(claims.user_id))
+        if live is not None:
+            name = await user_name(claims.user_id) if user_name is not None else None
+            socket.data["name"] = name
+            live.connected(socket.id, claims.tenant_id, claims.user_id, name)
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
         logs.socket_id.set(socket.id)
@@ -56,19 +117,57 @@ def attach_realtime(
             return {"ok": False, "error": "conversation not found"}
         return conversation_id
 
-    @server.on("conversation:join")
+    @on("conversation:join")
     async def join(socket: Socket, conversation_id: Any = None) -> dict[str, Any]:
         checked = await _checked_conversation(socket, conversation_id)
         if isinstance(checked, dict):
             return checked
         socket.join(conversation_room(checked))
+        if live is not None:
+            live.joined(socket.id, checked)
         return {"ok": True, "room": conversation_room(checked)}
 
-    @server.on("conversation:leave")
+    @on("conversation:leave")
     async def leave(socket: Socket, conversation_id: Any = None) -> dict[str, Any]:
         if isinstance(conversation_id, dict):
             conversation_id = conversation_id.get("conversationId") or conversation_id.get("id")
         if not isinstance(conversation_id, str):
             return {"ok": False, "error": "conversation id required"}
         socket.leave(conversation_room(conversation_id))
+        if live is not None:
+            live.left(socket.id, conversation_id)
         return {"ok": True}
+
+    if live is None:
+        return
+
+    @server.on_disconnect("/")
+    def gone(socket: Socket, reason: str) -> None:
+        live.disconnected(socket.id)
+
+    def typing(is_typing: bool) -> Callable[[Socket, Any], dict[str, Any]]:
+        def handler(socket: Socket, body: Any = None) -> dict[str, Any]:
+            conversation_id = _conversation_id(body)
+            if conversation_id is None:
+                return {"ok": False, "error": "conversationId required"}
+            if not live.typing(socket.id, conversation_id, is_typing):
+                return {"ok": False, "error": "join the conversation first"}
+            return {"ok": True}
+
+        return handler
+
+    on("typing:start")(typing(True))
+    on("typing:stop")(typing(False))
+
+    @on("presence:set")
+    def set_presence(socket: Socket, body: Any = None) -> dict[str, Any]:
+        status = body.get("status") if isinstance(body, dict) else body
+        if not isinstance(status, str) or not live.set_status(socket.id, status):
+            return {"ok": False, "error": "status must be 'online' or 'away'"}
+        return {"ok": True}
+
+
+def _conversation_id(body: Any) -> str | None:
+    if isinstance(body, dict):
+        body = body.get("conversationId")
+    return body if isinstance(body, str) and body else None

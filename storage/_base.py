@@ -147,6 +147,10 @@ class Storage(ABC):
         """Return the user, or None."""
 
     @abstractmethod
+    async def list_users(self, tenant_id: str) -> list[User]:
+        """Return the tenant's users, by email (an unknown tenant has none)."""
+
+    @abstractmethod
     async def add_account(
         self,
         tenant_id: str,

@@ -128,6 +128,12 @@ class SQLStorage(Storage):
         row = await self._one(f"SELECT {r.USER_COLS} FROM users WHERE id = ?", user_id)
         return None if row is None else r.user(row, self.dialect)
 
+    async def list_users(self, tenant_id: str) -> list[User]:
+        rows = await self._all(
+            f"SELECT {r.USER_COLS} FROM users WHERE tenant_id = ? ORDER BY email", tenant_id
+        )
+        return [r.user(row, self.dialect) for row in rows]
+
     async def add_account(
         self,
         tenant_id: str,

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from desk.ratelimit import Limit, parse_limit
 from engine import EngineOptions
 
 DEV_JWT_SECRET = "zapline-dev-secret-change-me-0123456789"
@@ -38,6 +39,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _limit(env: Mapping[str, str], name: str, default: str) -> Limit:
+    raw = _get(env, name, default)
+    try:
+        return parse_limit(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be RATE/BURST, e.g. {default!r}; got {raw!r}") from None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -84,6 +93,10 @@ class Settings:
     storage_outage_timeout: float = 3600.0
     inbox_sweep_interval: float = 30.0
     inbox_retention: float = 86400.0
+    presence_grace: float = 10.0
+    rate_socket: Limit = Limit(20, 40)
+    rate_agent: Limit = Limit(40, 80)
+    rate_api: Limit = Limit(100, 200)
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -195,5 +208,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         storage_outage_timeout=_float(env, "ZAPLINE_STORAGE_OUTAGE_TIMEOUT", 3600.0),
         inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
         inbox_retention=_float(env, "ZAPLINE_INBOX_RETENTION", 86400.0),
+        presence_grace=_float(env, "ZAPLINE_PRESENCE_GRACE", 10.0),
+        rate_socket=_limit(env, "ZAPLINE_RATE_SOCKET", "20/40"),
+        rate_agent=_limit(env, "ZAPLINE_RATE_AGENT", "40/80"),
+        rate_api=_limit(env, "ZAPLINE_RATE_API", "100/200"),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

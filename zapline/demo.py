@@ -51,7 +51,8 @@ def demo_instructions(settings: Settings, token: str) -> str:
     """What ``make run`` prints: the token and the commands to try the desk."""
     api = f"http://127.0.0.1:{settings.port}"
     return f"""
-Demo ready. In another terminal:
+Demo ready. Open the console: {api}/  and sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}
+(post the webhook below and watch the card arrive). Or, in another terminal:
   . .venv/bin/activate
   zapline listen --url {settings.socket_url()} --token {token}
 and post a WhatsApp webhook:

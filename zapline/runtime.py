@@ -25,6 +25,8 @@ from api.app import create_asgi
 from api.metrics import Metrics
 from api.serve import serve_app
 from desk import Desk, DeskOptions, attach_realtime
+from desk.live import LiveDesk
+from desk.ratelimit import RateLimiter
 from desk.whatsapp import CloudApiClient
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
@@ -57,11 +59,21 @@ class Runtime:
     demo_token: str | None = None
     metrics: Metrics = field(init=False)
     desk: Desk = field(init=False)
+    live: LiveDesk = field(init=False)
+    limits: RateLimiter = field(init=False)
 
     @property
     def emitter(self) -> Fanout:
         """Where every event goes: this node's sockets, and the others' through the broker."""
         return self.fanout
+
+    async def user_name(self, user_id: str) -> str | None:
+        """The name other agents see for ``user_id`` (None when unknown or unreadable)."""
+        try:
+            user = await self.storage.get_user(user_id)
+        except Exception:  # a name is cosmetic: never refuse a connect over it
+            return None
+        return None if user is None else user.name or user.email
 
     async def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
         """True if ``conversation_id`` belongs to ``tenant_id``."""
@@ -82,6 +94,13 @@ class Runtime:
             "queues": depth < 0.9 * stats.max_size,
             "accepting": not self.draining,
         }
+
+
+async def _prune_limits(limits: RateLimiter) -> None:
+    # Idle agents' buckets would be full again: forgetting them keeps memory to the active.
+    while True:
+        await anyio.sleep(60)
+        limits.prune()
 
 
 def is_storage_outage(exc: BaseException) -> bool:
@@ -127,7 +146,13 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         runtime = Runtime(
             settings=settings, storage=storage, engine=engine, queue=queue, fanout=fanout
         )
-        runtime.metrics = Metrics(runtime)
+        runtime.live = LiveDesk(fanout, presence_grace=settings.presence_grace)
+        runtime.limits = RateLimiter(
+            per_socket=settings.rate_socket,
+            per_agent=settings.rate_agent,
+            per_tenant_api=settings.rate_api,
+        )
+        runtime.metrics = Metrics(runtime)  # its collector reads the parts above
         runtime.desk = Desk(
             storage=storage,
             emitter=fanout,
@@ -149,7 +174,14 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             metrics=runtime.metrics,
         )
         runtime.desk.register()
-        attach_realtime(engine, settings.jwt_secret, runtime.conversation_exists)
+        attach_realtime(
+            engine,
+            settings.jwt_secret,
+            runtime.conversation_exists,
+            live=runtime.live,
+            user_name=runtime.user_name,
+            limits=runtime.limits,
+        )
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)
         app = create_asgi(runtime)
@@ -168,6 +200,8 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         await tg.start(runtime.queue.run)
         await tg.start(runtime.fanout.run)
         await tg.start(runtime.desk.run)
+        await tg.start(runtime.live.run)
+        tg.start_soon(_prune_limits, runtime.limits)
         api_done = anyio.Event()
 
         async def api_task(*, task_status: anyio.abc.TaskStatus[int]) -> None:

@@ -5,7 +5,7 @@ what it announces is asserted directly, without a server or a socket.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from _recorder import Recorder
 
 from desk import Desk, DeskOptions
 from desk.whatsapp import CloudApiClient, text_message_webhook
@@ -28,54 +29,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Recorder:
-    """An ``Emitter`` that keeps what it is given: (event, payload, rooms)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any, tuple[str, ...]]] = []
-
-    def emit(
-        self,
-        event: str,
-        *args: Any,
-        to: str | Iterable[str] | None = None,
-        skip: str | Iterable[str] = (),
-        namespace: str = "/",
-    ) -> int:
-        self.events.append((event, args[0], _rooms(to)))
-        return 0
-
-    def emit_many(
-        self,
-        events: Sequence[tuple[str, tuple[Any, ...]]],
-        *,
-        to: str | Iterable[str] | None = None,
-        skip: str | Iterable[str] = (),
-        namespace: str = "/",
-        defer: bool = False,
-        on_written: Callable[[], None] | None = None,
-    ) -> int:
-        for event, args in events:
-            self.events.append((event, args[0], _rooms(to)))
-        if on_written is not None:
-            on_written()
-        return 0
-
-    def named(self, event: str) -> list[Any]:
-        return [payload for name, payload, _ in self.events if name == event]
-
-
-def _rooms(to: str | Iterable[str] | None) -> tuple[str, ...]:
-    if to is None:
-        return ()
-    return (to,) if isinstance(to, str) else tuple(to)
-
-
 @asynccontextmanager
 async def running_desk(tmp_path: Path) -> AsyncIterator[tuple[Desk, Storage, Recorder]]:
     storage = await open_storage(f"sqlite:///{tmp_path / 'desk.db'}")
     await storage.migrate()
     recorder = Recorder()
+
     async def dead_letter(job: Any, exc: BaseException) -> None:
         await desk.on_dead_letter(job, exc)
 
@@ -102,7 +61,7 @@ async def running_desk(tmp_path: Path) -> AsyncIterator[tuple[Desk, Storage, Rec
 
 async def wait_for(recorder: Recorder, event: str, count: int = 1) -> list[Any]:
     while len(recorder.named(event)) < count:
-        await anyio.sleep(0.01)
+        await recorder.changed.wait()
     return recorder.named(event)
 
 

@@ -103,6 +103,10 @@ async def test_tenants_users_and_authentication(storage: Storage) -> None:
         await storage.create_user("no-such-tenant", "carl@example.com", "pw")
     agent = await storage.create_user(tenant.id, "dee@example.com", "pw", name="Dee")
     assert (agent.role, agent.name) == ("agent", "Dee")
+    other = await storage.create_tenant("Other")
+    await storage.create_user(other.id, "eve@example.com", "pw")
+    assert await storage.list_users(tenant.id) == [user, agent]
+    assert await storage.list_users("no-such-tenant") == []
 
 
 async def test_accounts(storage: Storage) -> None:

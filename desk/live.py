@@ -1,0 +1,268 @@
+"""Presence, typing and who is viewing: what agents see of each other, live.
+
+Theory of operation
+-------------------
+Sockets come and go; agents are what the desk shows. Every state change lives in
+``LiveDesk``'s methods, which the socket handlers call (``desk.sockets``), and every change an
+agent could notice is announced once, when it happens:
+
+* **Presence.** An agent is online in a tenant while at least one of their sockets is
+  connected (tabs count once). ``presence:update`` goes to ``tenant:{id}`` only when the
+  status changes. When the last socket leaves, the agent stays as they were for
+  ``presence_grace`` seconds, so a reload or a short network drop is no offline/online flap;
+  then ``offline``. ``away`` is the client's own (``presence:set``), until it says ``online``.
+* **Typing.** ``typing:start`` / ``typing:stop`` become ``typing {conversationId, userId,
+  isTyping}`` to ``conversation:{id}`` without the sender's own sockets. A start while already
+  typing only extends it; a start after ``typing_interval`` seconds may announce again, so an
+  agent's typing costs at most one broadcast per conversation per interval. The server ends a
+  typing state by itself after ``typing_timeout`` seconds of silence, and when the agent's last
+  socket leaves the conversation: "... is typing" never sticks.
+* **Viewers.** A socket that joined ``conversation:{id}`` makes its agent a viewer of it;
+  ``conversation:viewers {conversationId, viewers: [{userId, name, typing}]}`` goes to the room
+  whenever the set of viewing agents changes, so two agents see that they are on the same
+  customer before they both answer.
+
+Time is the monotonic ``clock`` passed in; ``tick()`` (called by ``run()`` twice a second) ends
+grace periods and silent typing. This is one node's state: events reach every node through the
+emitter, but an agent connected to two nodes is counted by each of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+
+from desk.contract import conversation_room, iso, tenant_room, user_room
+from desk.ports import Emitter
+
+__all__ = ["STATUSES", "LiveDesk"]
+
+Status = Literal["online", "away", "offline"]
+STATUSES: frozenset[str] = frozenset({"online", "away", "offline"})
+
+
+@dataclass(slots=True)
+class _Agent:
+    tenant_id: str
+    user_id: str
+    name: str | None
+    sockets: set[str] = field(default_factory=set)
+    status: Status = "offline"
+    last_seen: datetime = field(default_factory=lambda: datetime.now(UTC))
+    offline_at: float | None = None  # monotonic end of the grace period
+
+
+@dataclass(slots=True)
+class _Typing:
+    until: float  # monotonic: silent after this, typing ends
+    announced_at: float
+
+
+class LiveDesk:
+    """One node's presence, typing and viewers, announced through ``emitter``."""
+
+    def __init__(
+        self,
+        emitter: Emitter,
+        *,
+        presence_grace: float = 10.0,
+        typing_timeout: float = 6.0,
+        typing_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._emitter = emitter
+        self._grace = presence_grace
+        self._typing_timeout = typing_timeout
+        self._typing_interval = typing_interval
+        self._clock = clock
+        self._agents: dict[tuple[str, str], _Agent] = {}
+        self._socket_agent: dict[str, tuple[str, str]] = {}
+        # conversation id -> user id -> that user's sockets viewing it
+        self._viewers: dict[str, dict[str, set[str]]] = {}
+        self._socket_views: dict[str, set[str]] = {}
+        self._typing: dict[tuple[str, str], _Typing] = {}  # (conversation, user)
+
+    # -- sockets -------------------------------------------------------------------------------
+
+    def connected(self, socket_id: str, tenant_id: str, user_id: str, name: str | None) -> None:
+        """A socket of ``user_id`` authenticated: the agent is online (announced if new)."""
+        key = (tenant_id, user_id)
+        agent = self._agents.get(key)
+        if agent is None:
+            agent = self._agents[key] = _Agent(tenant_id, user_id, name)
+        agent.name = name if name is not None else agent.name
+        agent.sockets.add(socket_id)
+        agent.offline_at = None
+        self._socket_agent[socket_id] = key
+        if agent.status == "offline":
+            self._set_status(agent, "online")
+
+    def disconnected(self, socket_id: str) -> None:
+        """A socket is gone: it stops viewing; its agent's last socket starts the grace."""
+        for conversation_id in list(self._socket_views.get(socket_id, ())):
+            self.left(socket_id, conversation_id)
+        self._socket_views.pop(socket_id, None)
+        key = self._socket_agent.pop(socket_id, None)
+        if key is None:
+            return
+        agent = self._agents[key]
+        agent.sockets.discard(socket_id)
+        agent.last_seen = datetime.now(UTC)
+        if not agent.sockets:
+            agent.offline_at = self._clock() + self._grace
+
+    def set_status(self, socket_id: str, status: str) -> bool:
+        """The client says ``online`` or ``away``; return False for anything else."""
+        key = self._socket_agent.get(socket_id)
+        if key is None or status not in ("online", "away"):
+            return False
+        agent = self._agents[key]
+        if agent.status != status:
+            self._set_status(agent, "away" if status == "away" else "online")
+        return True
+
+    # -- viewers -------------------------------------------------------------------------------
+
+    def joined(self, socket_id: str, conversation_id: str) -> None:
+        """A socket joined a conversation's room: its agent views it (announced if new)."""
+        key = self._socket_agent.get(socket_id)
+        if key is None:
+            return
+        self._socket_views.setdefault(socket_id, set()).add(conversation_id)
+        viewing = self._viewers.setdefault(conversation_id, {})
+        sockets = viewing.setdefault(key[1], set())
+        first = not sockets
+        sockets.add(socket_id)
+        if first:
+            self._announce_viewers(conversation_id)
+
+    def left(self, socket_id: str, conversation_id: str) -> None:
+        """A socket left a conversation's room: its agent's last one ends viewing and typing."""
+        key = self._socket_agent.get(socket_id)
+        views = self._socket_views.get(socket_id)
+        if views is not None:
+            views.discard(conversation_id)
+        viewing = self._viewers.get(conversation_id)
+        if key is None or viewing is None or key[1] not in viewing:
+            return
+        user_id = key[1]
+        viewing[user_id].discard(socket_id)
+        if viewing[user_id]:
+            return
+        del viewing[user_id]
+        if (conversation_id, user_id) in self._typing:
+            self._stop_typing(conversation_id, user_id)
+        if not viewing:
+            del self._viewers[conversation_id]
+        self._announce_viewers(conversation_id)
+
+    def viewers(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The agents viewing a conversation: ``[{userId, name, typing}]``, by user id."""
+        viewing = self._viewers.get(conversation_id, {})
+        out = []
+        for user_id in sorted(viewing):
+            socket_id = next(iter(viewing[user_id]))
+            agent = self._agents.get(self._socket_agent.get(socket_id, ("", "")))
+            out.append(
+                {
+                    "userId": user_id,
+                    "name": agent.name if agent is not None else None,
+                    "typing": (conversation_id, user_id) in self._typing,
+                }
+            )
+        return out
+
+    # -- typing --------------------------------------------------------------------------------
+
+    def typing(self, socket_id: str, conversation_id: str, is_typing: bool) -> bool:
+        """The socket's agent starts or stops typing in a conversation it views.
+
+        Returns False (nothing announced) when the socket does not view that conversation.
+        """
+        key = self._socket_agent.get(socket_id)
+        if key is None or conversation_id not in self._socket_views.get(socket_id, ()):
+            return False
+        user_id = key[1]
+        now = self._clock()
+        state = self._typing.get((conversation_id, user_id))
+        if not is_typing:
+            if state is not None:
+                self._stop_typing(conversation_id, user_id)
+            return True
+        if state is None:
+            self._typing[(conversation_id, user_id)] = _Typing(now + self._typing_timeout, now)
+            self._announce_typing(conversation_id, user_id, True)
+            return True
+        state.until = now + self._typing_timeout
+        if now - state.announced_at >= self._typing_interval:
+            state.announced_at = now
+            self._announce_typing(conversation_id, user_id, True)
+        return True
+
+    # -- the roster and the clock ---------------------------------------------------------------
+
+    def roster(self, tenant_id: str) -> dict[str, dict[str, Any]]:
+        """Every agent of a tenant this node has seen: user id -> ``{status, lastSeenAt}``."""
+        return {
+            agent.user_id: {"status": agent.status, "lastSeenAt": iso(agent.last_seen)}
+            for (tenant, _), agent in self._agents.items()
+            if tenant == tenant_id
+        }
+
+    def tick(self) -> None:
+        """End the grace periods and the silent typing that are due."""
+        now = self._clock()
+        for (conversation_id, user_id), state in list(self._typing.items()):
+            if state.until <= now:
+                self._stop_typing(conversation_id, user_id)
+        for agent in self._agents.values():
+            if agent.offline_at is not None and agent.offline_at <= now and not agent.sockets:
+                agent.offline_at = None
+                if agent.status != "offline":
+                    self._set_status(agent, "offline")
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Call ``tick()`` twice a second until cancelled."""
+        task_status.started()
+        while True:
+            await anyio.sleep(0.5)
+            self.tick()
+
+    # -- announcements -------------------------------------------------------------------------
+
+    def _set_status(self, agent: _Agent, status: Status) -> None:
+        agent.status = status
+        agent.last_seen = datetime.now(UTC)
+        self._emitter.emit(
+            "presence:update",
+            {"userId": agent.user_id, "status": status, "lastSeenAt": iso(agent.last_seen)},
+            to=tenant_room(agent.tenant_id),
+            skip=user_room(agent.user_id),  # an agent's own tabs know
+        )
+
+    def _stop_typing(self, conversation_id: str, user_id: str) -> None:
+        del self._typing[(conversation_id, user_id)]
+        self._announce_typing(conversation_id, user_id, False)
+
+    def _announce_typing(self, conversation_id: str, user_id: str, is_typing: bool) -> None:
+        self._emitter.emit(
+            "typing",
+            {"conversationId": conversation_id, "userId": user_id, "isTyping": is_typing},
+            to=conversation_room(conversation_id),
+            skip=user_room(user_id),
+        )
+
+    def _announce_viewers(self, conversation_id: str) -> None:
+        self._emitter.emit(
+            "conversation:viewers",
+            {"conversationId": conversation_id, "viewers": self.viewers(conversation_id)},
+            to=conversation_room(conversation_id),
+        )

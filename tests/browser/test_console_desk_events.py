@@ -1,0 +1,66 @@
+"""The console's side of desk events the server does not send yet (typing, viewers, server
+unread counts, edited and deleted messages): applied to the page's own state module, they must
+show. The event payloads assumed here are the console's guesses until the server defines them
+(see the README's console section)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from _console import card, conversation_of, customer_writes, login
+from _desk_harness import Tenant, ZaplineServer
+
+pytestmark = pytest.mark.browser
+
+APPLY = """
+async ([conversationId, messageId, otherId]) => {
+  const store = await import('/console/store.js');
+  store.applyTyping({conversationId, userId: 'u-bruno', name: 'Bruno Lima', isTyping: true});
+  store.applyViewers({conversationId, viewers: [{userId: 'u-bruno', name: 'Bruno Lima'}]});
+  store.applyMessageChange({conversationId, messageId, updates: {content: 'Pedido 42, corrigido', edited: true}});
+  store.applyUnread({conversationId: otherId, count: 5});
+}
+"""
+
+
+def test_typing_viewers_unread_and_edits_show_when_they_arrive(
+    zapline: ZaplineServer,
+    tenant: Tenant,
+    http: httpx.Client,
+    new_context: Callable[..., Any],
+) -> None:
+    page = new_context().new_page()
+    login(page, zapline, tenant.email, tenant.password)
+    phone = customer_writes(http, zapline, tenant, "Pedido 42")
+    other = customer_writes(http, zapline, tenant, "Outra conversa", name="Outro Cliente")
+    card(page, other).wait_for()
+    conversation = conversation_of(http, zapline, tenant, phone)
+    other_id = conversation_of(http, zapline, tenant, other)["id"]
+    messages = http.get(
+        f"{zapline.api_url}/api/conversations/{conversation['id']}/messages",
+        headers={"Authorization": f"Bearer {tenant.token}"},
+    ).json()["messages"]
+    card(page, phone).click()
+    page.locator(".msg.in", has_text="Pedido 42").wait_for()
+
+    page.evaluate(APPLY, [conversation["id"], messages[0]["id"], other_id])
+    page.locator("#typing", has_text="Bruno Lima is typing…").wait_for()
+    page.locator("#thread-viewers", has_text="Also viewing: Bruno Lima").wait_for()
+    edited = page.locator(".msg.in", has_text="Pedido 42, corrigido")
+    edited.locator(".edited").wait_for()
+    assert card(page, other).locator(".badge").inner_text() == "5"
+    page.wait_for_function("document.title === '(5) Zapline'")
+
+    page.evaluate(
+        """async ([conversationId, messageId]) => {
+          const store = await import('/console/store.js');
+          store.applyMessageChange({conversationId, messageId, updates: {deleted: true}});
+          store.applyTyping({conversationId, userId: 'u-bruno', isTyping: false});
+        }""",
+        [conversation["id"], messages[0]["id"]],
+    )
+    page.locator(".msg.in .bubble.deleted", has_text="This message was deleted").wait_for()
+    page.locator("#typing:empty").wait_for(state="attached")
