@@ -12,6 +12,8 @@ Latin-1 for bytes that are not UTF-8 at all, so every byte string maps to some t
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -38,8 +40,10 @@ from engine.protocol import (
 )
 from storage._sqlite_driver import stored_value
 from storage._text import encode_json
+from zapline.logs import JsonFormatter
 
 _SQLITE = sqlite3.connect(":memory:")
+_LOG_FORMAT = JsonFormatter()
 
 # Splits one fuzz input into several websocket messages for the stateful targets.
 MESSAGE_SEPARATOR = b"\xff"
@@ -158,7 +162,7 @@ def webhook(data: bytes) -> None:
     ``load_json`` may refuse with ValueError and ``parse_webhook`` with WebhookFormatError;
     anything else is a finding. Every parsed message's metadata and text must be what
     storage can bind (``encode_json`` and ``stored_value``), or a 200 would be answered for
-    a body no worker can store.
+    a body no worker can store; every skipped part's reason must log as one JSON line.
     """
     try:
         body = load_json(data)
@@ -180,7 +184,10 @@ def webhook(data: bytes) -> None:
                 _SQLITE.execute("SELECT ?", (bound,)).fetchone()
     for status in batch.statuses:
         encode_json(status.errors)
-    orjson.dumps(batch.skipped)
+    # The desk logs every skipped part; in production each log line is one JSON object.
+    for reason in batch.skipped:
+        record = logging.LogRecord("zapline.desk", logging.INFO, __file__, 0, "%s", (reason,), None)
+        assert json.loads(_LOG_FORMAT.format(record))["msg"] == reason
 
 
 TARGETS: dict[str, Callable[[bytes], Any]] = {
