@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from desk.live import LiveDesk
     from desk.ratelimit import RateLimiter
     from engine.jobs import PriorityJobQueue
-    from storage import Storage
+    from storage import Conversation, Storage
 
 
 class ApiSettings(Protocol):
@@ -36,6 +36,11 @@ class ApiSettings(Protocol):
     @property
     def metrics_token(self) -> str | None:
         """Bearer token /metrics requires, if any."""
+        ...
+
+    @property
+    def agent_sees(self) -> str:
+        """``assigned_and_unassigned`` or ``all``: which conversations an agent sees."""
         ...
 
     def socket_url(self) -> str:
@@ -94,6 +99,10 @@ class ApiServices(Protocol):
     @property
     def metrics(self) -> Metrics:
         """The process's Prometheus metrics."""
+        ...
+
+    def evict(self, conversation: Conversation) -> None:
+        """After an assignment: sockets that may no longer see it leave its room."""
         ...
 
     async def readiness(self) -> dict[str, bool]:

@@ -11,8 +11,9 @@ from api.context import runtime_of
 from api.guard import claims, error, require_auth
 from desk.contract import conversation_payload, message_payload
 from desk.conversations import update_conversation as update_conversation_card
+from desk.permissions import may_see, sees_everything
 from desk.whatsapp import CloudApiError, build_message
-from storage import UNSET
+from storage import UNSET, Conversation
 
 log = logging.getLogger("zapline.api")
 blueprint = Blueprint("conversations", __name__)
@@ -44,6 +45,18 @@ def _limit(default: int = 50) -> int | None:
     return value if 1 <= value <= 200 else None
 
 
+async def visible_conversation(conversation_id: str) -> Conversation | None:
+    """The caller's tenant's conversation if the caller's role may see it, else None."""
+    runtime = runtime_of(current_app)
+    who = claims()
+    conversation = await runtime.storage.get_conversation(who.tenant_id, conversation_id)
+    if conversation is None or not may_see(
+        who.role, who.user_id, conversation.assignee_id, runtime.settings.agent_sees
+    ):
+        return None
+    return conversation
+
+
 @blueprint.get("/api/conversations")
 @require_auth
 async def list_conversations() -> Any:
@@ -51,12 +64,15 @@ async def list_conversations() -> Any:
     limit = _limit()
     if limit is None:
         return error(400, "limit must be an integer from 1 to 200")
-    storage = runtime_of(current_app).storage
+    runtime = runtime_of(current_app)
+    who = claims()
+    agent_sees = runtime.settings.agent_sees
     try:
-        items, cursor = await storage.list_conversations(
-            claims().tenant_id,
+        items, cursor = await runtime.storage.list_conversations(
+            who.tenant_id,
             stage=request.args.get("stage") or None,
             assignee_id=request.args.get("assignee") or None,
+            visible_to=None if sees_everything(who.role, agent_sees) else who.user_id,
             cursor=request.args.get("cursor") or None,
             limit=limit,
         )
@@ -68,10 +84,8 @@ async def list_conversations() -> Any:
 @blueprint.get("/api/conversations/<conversation_id>")
 @require_auth
 async def get_conversation(conversation_id: str) -> Any:
-    """One conversation card, or 404."""
-    conversation = await runtime_of(current_app).storage.get_conversation(
-        claims().tenant_id, conversation_id
-    )
+    """One conversation card, or 404 (also when the caller's role may not see it)."""
+    conversation = await visible_conversation(conversation_id)
     if conversation is None:
         return error(404, "conversation not found")
     return {"conversation": conversation_payload(conversation)}
@@ -86,7 +100,7 @@ async def list_messages(conversation_id: str) -> Any:
         return error(400, "limit must be an integer from 1 to 200")
     storage = runtime_of(current_app).storage
     tenant_id = claims().tenant_id
-    conversation = await storage.get_conversation(tenant_id, conversation_id)
+    conversation = await visible_conversation(conversation_id)
     if conversation is None:
         return error(404, "conversation not found")
     try:
@@ -118,6 +132,8 @@ async def update_conversation(conversation_id: str) -> Any:
             return error(400, "assigneeId must be a string or null")
     runtime = runtime_of(current_app)
     tenant_id = claims().tenant_id
+    if await visible_conversation(conversation_id) is None:
+        return error(404, "conversation not found")
     if isinstance(assignee, str):
         user = await runtime.storage.get_user(assignee)
         if user is None or user.tenant_id != tenant_id:
@@ -129,6 +145,8 @@ async def update_conversation(conversation_id: str) -> Any:
         conversation_id,
         stage=stage,
         assignee_id=assignee,
+        updated_by=claims().user_id,
+        evict=runtime.evict,
     )
     if conversation is None:
         return error(404, "conversation not found")
@@ -186,8 +204,7 @@ async def send_message(conversation_id: str) -> Any:
     runtime = runtime_of(current_app)
     if runtime.draining:
         return error(503, "shutting down; retry later")
-    tenant_id = claims().tenant_id
-    conversation = await runtime.storage.get_conversation(tenant_id, conversation_id)
+    conversation = await visible_conversation(conversation_id)
     if conversation is None:
         return error(404, "conversation not found")
     try:

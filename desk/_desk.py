@@ -331,7 +331,11 @@ class Desk:
             )
         message, changed = result
         if changed:
-            announce_status(self.emitter, message)
+            conversation = await self.storage.get_conversation(
+                message.tenant_id, message.conversation_id
+            )
+            if conversation is not None:  # its audience depends on who it is assigned to
+                announce_status(self.emitter, message, conversation)
         self._finished(inbox_id)
 
     # -- outbound ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Announcements: the desk's changes as Socket.IO events, to the rooms allowed to see them.
+"""Announcements: the desk's changes as Socket.IO events, to the rooms allowed to see them
+(``desk.permissions.audience``: never to an agent who may not see the conversation).
 
 Every event goes out through ``emit_many`` deferred to the end of the scheduler turn, so that
 everything announced in one turn (a group commit finishes many messages at once) shares one
@@ -9,14 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from desk.contract import (
-    conversation_payload,
-    conversation_room,
-    iso,
-    last_message_summary,
-    message_payload,
-    tenant_room,
-)
+from desk.contract import conversation_payload, iso, last_message_summary, message_payload
+from desk.permissions import audience
 from desk.ports import Emitter
 from storage import Conversation, Message
 
@@ -24,11 +19,9 @@ __all__ = ["announce_conversation", "announce_message", "announce_status"]
 
 
 def announce_conversation(emitter: Emitter, conversation: Conversation) -> None:
-    """Emit ``conversation:new`` to the tenant."""
+    """Emit ``conversation:new`` to those who may see it (a new one: the whole tenant)."""
     created = {"conversation": conversation_payload(conversation)}
-    emitter.emit_many(
-        [("conversation:new", (created,))], to=tenant_room(conversation.tenant_id), defer=True
-    )
+    emitter.emit_many([("conversation:new", (created,))], to=audience(conversation), defer=True)
 
 
 def announce_message(
@@ -39,14 +32,14 @@ def announce_message(
     *,
     latest: Message | None = None,
 ) -> None:
-    """Emit ``message:new`` then ``conversation:updated`` to the tenant and the conversation.
+    """Emit ``message:new`` then ``conversation:updated`` to those who may see the conversation.
 
     Both go out in ONE write per recipient. ``latest`` is the conversation's newest message
     when it is not ``message`` (an older message arrived late): ``conversation:updated``
     always carries the card's real state. ``on_written`` runs once every local recipient's
     socket has them.
     """
-    rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
+    rooms = audience(conversation)
     new = {
         "conversationId": conversation.id,
         "message": message_payload(message, conversation.contact),
@@ -65,8 +58,8 @@ def announce_message(
     )
 
 
-def announce_status(emitter: Emitter, message: Message) -> None:
-    """Emit ``message:status-update`` to the tenant and the conversation."""
+def announce_status(emitter: Emitter, message: Message, conversation: Conversation) -> None:
+    """Emit ``message:status-update`` to those who may see ``conversation`` (its message's)."""
     update = {
         "conversationId": message.conversation_id,
         "messageId": message.id,
@@ -76,6 +69,6 @@ def announce_status(emitter: Emitter, message: Message) -> None:
     }
     emitter.emit_many(
         [("message:status-update", (update,))],
-        to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)],
+        to=audience(conversation),
         defer=True,
     )

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -43,18 +43,24 @@ from desk.ports import Emitter
 
 __all__ = ["STATUSES", "LiveDesk"]
 
+
+def _iso(seconds: float) -> str | None:
+    return iso(datetime.fromtimestamp(seconds, UTC))
+
+
 Status = Literal["online", "away", "offline"]
 STATUSES: frozenset[str] = frozenset({"online", "away", "offline"})
 
 
 @dataclass(slots=True)
 class _Agent:
+    # Kept small: one per connected agent, and a bench connects thousands.
     tenant_id: str
     user_id: str
-    name: str | None
-    sockets: set[str] = field(default_factory=set)
+    name: str | None = None
+    sockets: int = 0
     status: Status = "offline"
-    last_seen: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_seen: float = 0.0  # wall-clock seconds
     offline_at: float | None = None  # monotonic end of the grace period
 
 
@@ -90,14 +96,13 @@ class LiveDesk:
 
     # -- sockets -------------------------------------------------------------------------------
 
-    def connected(self, socket_id: str, tenant_id: str, user_id: str, name: str | None) -> None:
+    def connected(self, socket_id: str, tenant_id: str, user_id: str) -> None:
         """A socket of ``user_id`` authenticated: the agent is online (announced if new)."""
         key = (tenant_id, user_id)
         agent = self._agents.get(key)
         if agent is None:
-            agent = self._agents[key] = _Agent(tenant_id, user_id, name)
-        agent.name = name if name is not None else agent.name
-        agent.sockets.add(socket_id)
+            agent = self._agents[key] = _Agent(tenant_id, user_id)
+        agent.sockets += 1
         agent.offline_at = None
         self._socket_agent[socket_id] = key
         if agent.status == "offline":
@@ -112,8 +117,8 @@ class LiveDesk:
         if key is None:
             return
         agent = self._agents[key]
-        agent.sockets.discard(socket_id)
-        agent.last_seen = datetime.now(UTC)
+        agent.sockets -= 1
+        agent.last_seen = time.time()
         if not agent.sockets:
             agent.offline_at = self._clock() + self._grace
 
@@ -126,6 +131,18 @@ class LiveDesk:
         if agent.status != status:
             self._set_status(agent, "away" if status == "away" else "online")
         return True
+
+    def needs_name(self, socket_id: str) -> str | None:
+        """The user id of the socket's agent when their name is not known yet, else None."""
+        key = self._socket_agent.get(socket_id)
+        agent = None if key is None else self._agents.get(key)
+        return agent.user_id if agent is not None and agent.name is None else None
+
+    def set_name(self, socket_id: str, name: str | None) -> None:
+        """The name other agents see for the socket's agent (looked up when first needed)."""
+        key = self._socket_agent.get(socket_id)
+        if key is not None and name:
+            self._agents[key].name = name
 
     # -- viewers -------------------------------------------------------------------------------
 
@@ -210,7 +227,7 @@ class LiveDesk:
     def roster(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every agent of a tenant this node has seen: user id -> ``{status, lastSeenAt}``."""
         return {
-            agent.user_id: {"status": agent.status, "lastSeenAt": iso(agent.last_seen)}
+            agent.user_id: {"status": agent.status, "lastSeenAt": _iso(agent.last_seen)}
             for (tenant, _), agent in self._agents.items()
             if tenant == tenant_id
         }
@@ -240,10 +257,10 @@ class LiveDesk:
 
     def _set_status(self, agent: _Agent, status: Status) -> None:
         agent.status = status
-        agent.last_seen = datetime.now(UTC)
+        agent.last_seen = time.time()
         self._emitter.emit(
             "presence:update",
-            {"userId": agent.user_id, "status": status, "lastSeenAt": iso(agent.last_seen)},
+            {"userId": agent.user_id, "status": status, "lastSeenAt": _iso(agent.last_seen)},
             to=tenant_room(agent.tenant_id),
             skip=user_room(agent.user_id),  # an agent's own tabs know
         )

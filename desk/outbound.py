@@ -99,7 +99,9 @@ class Outbound:
             raise PermanentError(f"conversation {message.conversation_id} vanished")
         account = await storage.get_account_by_id(tenant_id, conversation.account_id)
         if account is None:
-            await self.fail(message, {"message": "no WhatsApp account for this conversation"})
+            await self.fail(
+                message, {"message": "no WhatsApp account for this conversation"}, conversation
+            )
             return
         try:
             result = await self.cloud.send_message(
@@ -120,13 +122,21 @@ class Outbound:
             return
         self._count("sent")
         sent = await storage.mark_message_sent(message.id, result.whatsapp_message_id)
-        announce_status(self.emitter, sent)
+        announce_status(self.emitter, sent, conversation)
 
-    async def fail(self, message: Message, error: dict[str, Any]) -> None:
-        """Record a send as FAILED with ``error`` and announce it."""
+    async def fail(
+        self, message: Message, error: dict[str, Any], conversation: Conversation | None = None
+    ) -> None:
+        """Record a send as FAILED with ``error`` and announce it (to ``conversation``'s
+        audience, read from storage when not given)."""
         failed = await self.storage.mark_message_failed(message.id, error)
         log.warning("send of message %s failed: %s", message.id, error.get("message"))
-        announce_status(self.emitter, failed)
+        if conversation is None:
+            conversation = await self.storage.get_conversation(
+                message.tenant_id, message.conversation_id
+            )
+        if conversation is not None:
+            announce_status(self.emitter, failed, conversation)
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:

@@ -17,28 +17,37 @@ from desk import logcontext as logs
 from desk.auth import AuthError, verify_token
 from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
+from desk.permissions import may_see, sees_everything, supervisors_room
 from desk.ratelimit import RateLimiter
 from engine import ConnectionRefused, Socket, SocketServer
+from storage import Conversation
 
 log = logging.getLogger("desk.sockets")
 
-# (tenant_id, conversation_id) -> does it exist in that tenant?
-ConversationCheck = Callable[[str, str], Awaitable[bool]]
+# (tenant_id, user_id, role, conversation_id) -> may that user see that conversation?
+ConversationCheck = Callable[[str, str, str, str], Awaitable[bool]]
 # user id -> the name other agents see (None when unknown)
 UserName = Callable[[str], Awaitable[str | None]]
 Handler = Callable[..., Any]
+# (tenant_id, user_id, role, conversation_id, assignee_id) -> the ack of conversation:assign
+Assign = Callable[[str, str, str, Any, Any], Awaitable[dict[str, Any]]]
 
 
 def attach_realtime(
     server: SocketServer,
     jwt_secret: str,
-    conversation_exists: ConversationCheck | None,
+    conversation_visible: ConversationCheck | None,
     *,
     live: LiveDesk | None = None,
     user_name: UserName | None = None,
     limits: RateLimiter | None = None,
+    agent_sees: str = "assigned_and_unassigned",
+    assign: Assign | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
+
+    ``conversation_visible`` decides every ``conversation:join`` (``desk.permissions``);
+    sockets that see every conversation of their tenant also join ``tenant:{id}:all``.
 
     With ``live``, sockets also drive presence, viewers and typing (``desk.live``);
     ``user_name(user_id)`` gives the name shown to the other agents. With ``limits``, every
@@ -98,10 +107,10 @@ def attach_realtime(
         socket.data["role"] = claims.role
         socket.join(tenant_room(claims.tenant_id))
         socket.join(user_room(claims.user_id))
+        if sees_everything(claims.role, agent_sees):
+            socket.join(supervisors_room(claims.tenant_id))
         if live is not None:
-            name = await user_name(claims.user_id) if user_name is not None else None
-            socket.data["name"] = name
-            live.connected(socket.id, claims.tenant_id, claims.user_id, name)
+            live.connected(socket.id, claims.tenant_id, claims.user_id)
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
         logs.socket_id.set(socket.id)
@@ -110,10 +119,15 @@ def attach_realtime(
             conversation_id = conversation_id.get("conversationId") or conversation_id.get("id")
         if not isinstance(conversation_id, str) or not conversation_id:
             return {"ok": False, "error": "conversation id required"}
-        if conversation_exists is not None and not await conversation_exists(
-            socket.data["tenantId"], conversation_id
+        if conversation_visible is not None and not await conversation_visible(
+            socket.data["tenantId"], socket.data["userId"], socket.data["role"], conversation_id
         ):
-            log.info("socket %s denied conversation %s", socket.id, conversation_id)
+            log.info(
+                "socket %s (user %s) denied conversation %s",
+                socket.id,
+                socket.data["userId"],
+                conversation_id,
+            )
             return {"ok": False, "error": "conversation not found"}
         return conversation_id
 
@@ -124,6 +138,11 @@ def attach_realtime(
             return checked
         socket.join(conversation_room(checked))
         if live is not None:
+            # Names are looked up when first shown (to the other viewers), not at connect:
+            # a connect stays free of storage reads.
+            user_id = live.needs_name(socket.id)
+            if user_id is not None and user_name is not None:
+                live.set_name(socket.id, await user_name(user_id))
             live.joined(socket.id, checked)
         return {"ok": True, "room": conversation_room(checked)}
 
@@ -137,6 +156,21 @@ def attach_realtime(
         if live is not None:
             live.left(socket.id, conversation_id)
         return {"ok": True}
+
+    if assign is not None:
+
+        @on("conversation:assign")
+        async def assign_conversation(socket: Socket, body: Any = None) -> dict[str, Any]:
+            if not isinstance(body, dict) or "assigneeId" not in body:
+                return {"ok": False, "error": "expected {conversationId, assigneeId}"}
+            data = socket.data
+            return await assign(
+                data["tenantId"],
+                data["userId"],
+                data["role"],
+                body.get("conversationId"),
+                body["assigneeId"],
+            )
 
     if live is None:
         return
@@ -165,6 +199,28 @@ def attach_realtime(
         if not isinstance(status, str) or not live.set_status(socket.id, status):
             return {"ok": False, "error": "status must be 'online' or 'away'"}
         return {"ok": True}
+
+
+def evict_unpermitted(
+    server: SocketServer,
+    conversation: Conversation,
+    agent_sees: str,
+    live: LiveDesk | None = None,
+) -> int:
+    """Take ``conversation:{id}`` from this node's sockets that may no longer see it.
+
+    Called after an assignment changed (they stop viewing it too); returns how many left.
+    """
+    room = conversation_room(conversation.id)
+    evicted = 0
+    for socket in list(server.rooms.members("/", room)):
+        data = socket.data
+        if not may_see(data["role"], data["userId"], conversation.assignee_id, agent_sees):
+            socket.leave(room)
+            if live is not None:
+                live.left(socket.id, conversation.id)
+            evicted += 1
+    return evicted
 
 
 def _conversation_id(body: Any) -> str | None:

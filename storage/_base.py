@@ -249,13 +249,15 @@ class Storage(ABC):
         *,
         stage: str | None = None,
         assignee_id: str | None = None,
+        visible_to: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[Conversation], str | None]:
         """Return one page of conversations and the cursor of the next page (None at the end).
 
         Ordered by last_message_at, newest first, conversations without messages last, then
-        by id. ``stage`` / ``assignee_id`` filter when given. Pass the returned cursor back
+        by id. ``stage`` / ``assignee_id`` filter when given; ``visible_to`` keeps only the
+        conversations assigned to that user or to nobody (what an agent may see). Pass the returned cursor back
         with the same filters to get the next page. Raises ValueError for a bad cursor.
         """
 

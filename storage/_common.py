@@ -241,8 +241,12 @@ def conversation_filters(
     assignee_id: str | None,
     cursor: str | None,
     bind: Callable[[object], str],
+    *,
+    visible_to: str | None = None,
 ) -> str:
     """Return the WHERE clause of a conversation page; ``bind`` adds a parameter.
+
+    ``visible_to``: only conversations assigned to that user or unassigned.
 
     ``bind(value)`` returns the placeholder for ``value`` (see :func:`binder`). Raises
     ValueError for a bad cursor.
@@ -252,6 +256,8 @@ def conversation_filters(
         conds.append(f"c.stage = {bind(stage)}")
     if assignee_id is not None:
         conds.append(f"c.assignee_id = {bind(assignee_id)}")
+    if visible_to is not None:
+        conds.append(f"(c.assignee_id IS NULL OR c.assignee_id = {bind(visible_to)})")
     if cursor is not None:
         at, last_id = decode_cursor("conversations", cursor)
         # Keyset for "last_message_at DESC NULLS LAST, id ASC": rows after the cursor row.

@@ -239,11 +239,14 @@ class SQLStorage(Storage):
         *,
         stage: str | None = None,
         assignee_id: str | None = None,
+        visible_to: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[Conversation], str | None]:
         args: list[Any] = []
-        where = c.conversation_filters(tenant_id, stage, assignee_id, cursor, c.binder(args))
+        where = c.conversation_filters(
+            tenant_id, stage, assignee_id, cursor, c.binder(args), visible_to=visible_to
+        )
         found = await self._all(
             f"{r.CONVERSATION_SELECT} WHERE {where}"
             " ORDER BY c.last_message_at DESC NULLS LAST, c.id LIMIT ?",

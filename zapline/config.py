@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from desk.permissions import AGENT_SEES
 from desk.ratelimit import Limit, parse_limit
 from engine import EngineOptions
 
@@ -47,6 +48,13 @@ def _limit(env: Mapping[str, str], name: str, default: str) -> Limit:
         return parse_limit(raw)
     except ValueError:
         raise ConfigError(f"{name} must be RATE/BURST, e.g. {default!r}; got {raw!r}") from None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = _get(env, name, choices[0])
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -94,6 +102,7 @@ class Settings:
     inbox_sweep_interval: float = 30.0
     inbox_retention: float = 86400.0
     presence_grace: float = 10.0
+    agent_sees: str = "assigned_and_unassigned"
     rate_socket: Limit = Limit(20, 40)
     rate_agent: Limit = Limit(40, 80)
     rate_api: Limit = Limit(100, 200)
@@ -209,6 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
         inbox_retention=_float(env, "ZAPLINE_INBOX_RETENTION", 86400.0),
         presence_grace=_float(env, "ZAPLINE_PRESENCE_GRACE", 10.0),
+        agent_sees=_choice(env, "ZAPLINE_AGENT_SEES", AGENT_SEES),
         rate_socket=_limit(env, "ZAPLINE_RATE_SOCKET", "20/40"),
         rate_agent=_limit(env, "ZAPLINE_RATE_AGENT", "40/80"),
         rate_api=_limit(env, "ZAPLINE_RATE_API", "100/200"),

@@ -25,12 +25,15 @@ from api.app import create_asgi
 from api.metrics import Metrics
 from api.serve import serve_app
 from desk import Desk, DeskOptions, attach_realtime
+from desk.conversations import assign as assign_conversation
 from desk.live import LiveDesk
+from desk.permissions import may_see
 from desk.ratelimit import RateLimiter
+from desk.sockets import evict_unpermitted
 from desk.whatsapp import CloudApiClient
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
-from storage import Storage, StorageUnavailable, open_storage
+from storage import Conversation, Storage, StorageUnavailable, open_storage
 from zapline.config import Settings
 from zapline.demo import demo_instructions, seed_demo
 from zapline.fanout import Fanout, make_broker
@@ -75,9 +78,34 @@ class Runtime:
             return None
         return None if user is None else user.name or user.email
 
-    async def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
-        """True if ``conversation_id`` belongs to ``tenant_id``."""
-        return await self.storage.get_conversation(tenant_id, conversation_id) is not None
+    async def conversation_visible(
+        self, tenant_id: str, user_id: str, role: str, conversation_id: str
+    ) -> bool:
+        """True if ``conversation_id`` is ``tenant_id``'s and that user's role may see it."""
+        conversation = await self.storage.get_conversation(tenant_id, conversation_id)
+        return conversation is not None and may_see(
+            role, user_id, conversation.assignee_id, self.settings.agent_sees
+        )
+
+    async def assign(
+        self, tenant_id: str, user_id: str, role: str, conversation_id: Any, assignee_id: Any
+    ) -> dict[str, Any]:
+        """``conversation:assign`` from a socket (``desk.conversations.assign``)."""
+        return await assign_conversation(
+            self.storage,
+            self.fanout,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            role=role,
+            agent_sees=self.settings.agent_sees,
+            conversation_id=conversation_id,
+            assignee_id=assignee_id,
+            evict=self.evict,
+        )
+
+    def evict(self, conversation: Conversation) -> None:
+        """After an assignment: sockets that may no longer see it leave its room."""
+        evict_unpermitted(self.engine, conversation, self.settings.agent_sees, self.live)
 
     async def readiness(self) -> dict[str, bool]:
         """The readiness checks, each True when healthy."""
@@ -177,10 +205,12 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         attach_realtime(
             engine,
             settings.jwt_secret,
-            runtime.conversation_exists,
+            runtime.conversation_visible,
             live=runtime.live,
             user_name=runtime.user_name,
             limits=runtime.limits,
+            agent_sees=settings.agent_sees,
+            assign=runtime.assign,
         )
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)

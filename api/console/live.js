@@ -89,8 +89,8 @@ export class Live {
     if (this.socket.connected) this.socket.emit("conversation:read", { conversationId: id });
   }
 
-  /** Tell the others this agent is typing in a conversation (ignored by servers without it). */
+  /** Tell the others this agent is typing in a conversation (or stopped). */
   typing(id, on) {
-    if (this.socket.connected) this.socket.emit("typing", { conversationId: id, isTyping: on });
+    if (this.socket.connected) this.socket.emit(on ? "typing:start" : "typing:stop", { conversationId: id });
   }
 }

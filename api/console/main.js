@@ -172,6 +172,18 @@ function setupToolbar(user) {
 }
 
 function liveHandlers() {
+  // Assigned to someone else: the server decides whether this agent still sees it (an agent
+  // sees their own and the unassigned ones), and answers 404 when not.
+  const recheck = async (id) => {
+    try {
+      await api.conversation(id);
+    } catch (error) {
+      if (error && error.status === 404) {
+        if (store.state.openId === id) closeConversation();
+        store.removeConversation(id);
+      }
+    }
+  };
   const fetchCard = async (id) => {
     try {
       const { conversation } = await api.conversation(id);
@@ -198,6 +210,9 @@ function liveHandlers() {
     },
     "conversation:updated": (data) => {
       if (!store.applyConversationUpdated(data)) fetchCard(data.conversationId);
+      const assignee = data.updates && data.updates.assigneeId;
+      const mine = store.state.user && store.state.user.id;
+      if (assignee && assignee !== mine) recheck(data.conversationId);
     },
     "message:status-update": (data) => store.applyMessageChange(data),
     "message:updated": (data) => store.applyMessageChange(data),

@@ -152,6 +152,12 @@ export function upsertConversation(raw) {
   changed("board", raw.id);
 }
 
+/** The server says this agent may no longer see a card (it was assigned away): drop it. */
+export function removeConversation(id) {
+  if (!state.conversations.delete(id)) return;
+  changed("board", id);
+}
+
 export function setFilter(filter) {
   state.filter = filter;
   changed("board");
@@ -314,7 +320,10 @@ export function applyTyping(data) {
   if (!data || !data.conversationId || !data.userId || (state.user && data.userId === state.user.id)) return;
   const who = state.typing.get(data.conversationId) || new Map();
   const on = data.isTyping ?? data.typing ?? true;
-  if (on) who.set(data.userId, { name: data.name || data.userName || "", until: Date.now() + 6000 });
+  // The server's typing event names the user; the viewers list (a typist views it) has the name.
+  const viewer = (state.viewers.get(data.conversationId) || []).find((v) => v.userId === data.userId);
+  const name = data.name || data.userName || (viewer && viewer.name) || "";
+  if (on) who.set(data.userId, { name, until: Date.now() + 6000 });
   else who.delete(data.userId);
   state.typing.set(data.conversationId, who);
   changed("presence", data.conversationId);

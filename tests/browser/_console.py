@@ -91,13 +91,18 @@ def column(page: Any, stage: str) -> Any:
     return page.locator(f".column[data-stage='{stage}']")
 
 
-def conversation_of(http: httpx.Client, server: ZaplineServer, tenant: Tenant, phone: str) -> Any:
-    """The conversation card (REST) with the customer ``phone``, waiting up to 5 s for it."""
+def conversation_of(
+    http: httpx.Client, server: ZaplineServer, tenant: Tenant, phone: str, token: str | None = None
+) -> Any:
+    """The conversation card (REST) with the customer ``phone``, waiting up to 5 s for it.
+
+    Read as ``token`` (default: the tenant's first agent).
+    """
     deadline = time.monotonic() + 5
     while True:
         response = http.get(
             f"{server.api_url}/api/conversations",
-            headers={"Authorization": f"Bearer {tenant.token}"},
+            headers={"Authorization": f"Bearer {token or tenant.token}"},
             params={"limit": 200},
         )
         assert response.status_code == 200, response.text

@@ -153,18 +153,25 @@ def test_two_agents_see_each_others_moves_and_assignment(
     stored = conversation_of(http, zapline, tenant, phone)
     assert stored["stage"] == "pending"
 
-    # Bruno takes it; Alice sees an assignee and loses it from "Unassigned".
+    # Bruno takes it: an agent sees their own and the unassigned conversations, so the card
+    # leaves Alice's board live (and stays away after a reload).
     card(bruno, phone).click()
     bruno.click("#thread-assign")
-    card(alice, phone).locator(".avatar").wait_for(timeout=3000)
+    card(alice, phone).wait_for(state="detached", timeout=3000)
     assert card(bruno, phone).locator(".avatar").inner_text() == "BL"
-    alice.locator("label", has_text="Unassigned").click()
-    card(alice, phone).wait_for(state="detached")
-    alice.locator("label", has_text="Mine").click()
+    alice.reload()
+    column(alice, "new").wait_for()
+    alice.wait_for_timeout(1000)  # the board's list has come back by now
     assert card(alice, phone).count() == 0
     bruno.locator("label", has_text="Mine").click()
     card(bruno, phone).wait_for()
-    assert conversation_of(http, zapline, tenant, phone)["assigneeId"] == second_id
+    bruno_token = zapline.token(tenant.id, second_id)
+    assert conversation_of(http, zapline, tenant, phone, bruno_token)["assigneeId"] == second_id
+    hidden = http.get(
+        f"{zapline.api_url}/api/conversations/{conversation['id']}",
+        headers={"Authorization": f"Bearer {tenant.token}"},
+    )
+    assert hidden.status_code == 404, "an agent reads a conversation assigned to another"
     assert conversation["id"] == card(bruno, phone).get_attribute("data-id")
 
 

@@ -1,7 +1,6 @@
-"""The console's side of desk events the server does not send yet (typing, viewers, server
-unread counts, edited and deleted messages): applied to the page's own state module, they must
-show. The event payloads assumed here are the console's guesses until the server defines them
-(see the README's console section)."""
+"""The console's side of desk events. Viewers and typing come from the server between two real
+browsers; those the server does not send yet (server unread counts, edited and deleted
+messages) are applied to the page's own state module, and must show."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _console import card, conversation_of, customer_writes, login
+from _console import add_agent, card, conversation_of, customer_writes, login
 from _desk_harness import Tenant, ZaplineServer
 
 pytestmark = pytest.mark.browser
@@ -64,3 +63,29 @@ def test_typing_viewers_unread_and_edits_show_when_they_arrive(
     )
     page.locator(".msg.in .bubble.deleted", has_text="This message was deleted").wait_for()
     page.locator("#typing:empty").wait_for(state="attached")
+
+
+def test_two_agents_see_each_other_viewing_and_typing_live(
+    zapline: ZaplineServer,
+    tenant: Tenant,
+    http: httpx.Client,
+    new_context: Callable[..., Any],
+) -> None:
+    _, second_email, second_password = add_agent(zapline, tenant, "Bruno Lima")
+    alice = new_context().new_page()
+    bruno = new_context().new_page()
+    login(alice, zapline, tenant.email, tenant.password)
+    login(bruno, zapline, second_email, second_password)
+    phone = customer_writes(http, zapline, tenant, "Alguém aí?")
+    for page in (alice, bruno):
+        card(page, phone).click()
+        page.locator(".msg.in", has_text="Alguém aí?").wait_for()
+    # Both opened it: each sees the other as a viewer (the server's conversation:viewers).
+    alice.locator("#thread-viewers", has_text="Bruno Lima").wait_for(timeout=5000)
+    bruno.locator("#thread-viewers", has_text="Agent ").wait_for(timeout=5000)  # Alice
+
+    # Bruno types: Alice sees it (typing:start -> typing), and it ends by itself after silence.
+    bruno.locator("#reply").type("Já vou")
+    alice.locator("#typing", has_text="Bruno Lima is typing").wait_for(timeout=5000)
+    alice.locator("#typing:empty").wait_for(state="attached", timeout=12_000)
+    assert bruno.locator("#typing").inner_text() == ""

@@ -79,7 +79,10 @@ async def test_a_webhook_becomes_a_stored_message_and_three_announcements(
         assert names == ["conversation:new", "message:new", "conversation:updated"]
         conversation_id = new["conversationId"]
         rooms = {name: to for name, _, to in recorder.events}
-        assert rooms["conversation:new"] == (f"tenant:{tenant.id}",)
+        assert rooms["conversation:new"] == (
+            f"tenant:{tenant.id}",
+            f"conversation:{conversation_id}",
+        )
         assert rooms["message:new"] == (f"tenant:{tenant.id}", f"conversation:{conversation_id}")
         assert (new["message"]["direction"], new["message"]["status"]) == ("INBOUND", "DELIVERED")
 

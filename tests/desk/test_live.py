@@ -28,15 +28,15 @@ def names(recorder: Recorder) -> list[str]:
 
 def test_tabs_count_once_and_a_reload_is_no_flap() -> None:
     live, rec, clock = live_desk()
-    live.connected("s1", T, U1, "Ana")
-    live.connected("s2", T, U1, "Ana")  # a second tab
+    live.connected("s1", T, U1)
+    live.connected("s2", T, U1)  # a second tab
     assert [(p["userId"], p["status"]) for p in rec.named("presence:update")] == [(U1, "online")]
     assert rec.events[0][2] == (f"tenant:{T}",) and rec.skipped[0] == (f"user:{U1}",)
     live.disconnected("s1")
     live.disconnected("s2")
     clock.now += 9
     live.tick()
-    live.connected("s3", T, U1, "Ana")  # the reload came back within the grace
+    live.connected("s3", T, U1)  # the reload came back within the grace
     clock.now += 60
     live.tick()
     assert len(rec.named("presence:update")) == 1
@@ -51,7 +51,7 @@ def test_tabs_count_once_and_a_reload_is_no_flap() -> None:
 
 def test_away_is_the_clients_own_and_announced_on_change_only() -> None:
     live, rec, _ = live_desk()
-    live.connected("s1", T, U1, "Ana")
+    live.connected("s1", T, U1)
     assert live.set_status("s1", "away") and live.set_status("s1", "away")
     assert live.set_status("s1", "online")
     assert not live.set_status("s1", "offline") and not live.set_status("nobody", "away")
@@ -60,9 +60,12 @@ def test_away_is_the_clients_own_and_announced_on_change_only() -> None:
 
 def test_viewers_change_when_an_agent_starts_or_stops_viewing() -> None:
     live, rec, _ = live_desk()
-    live.connected("a1", T, U1, "Ana")
-    live.connected("a2", T, U1, "Ana")
-    live.connected("b1", T, U2, None)
+    live.connected("a1", T, U1)
+    live.connected("a2", T, U1)
+    live.connected("b1", T, U2)
+    assert live.needs_name("a1") == U1
+    live.set_name("a1", "Ana")
+    assert live.needs_name("a2") is None  # the agent's, whichever tab asked
     live.joined("a1", "c1")
     live.joined("a2", "c1")  # the same agent in another tab: no change
     live.joined("b1", "c1")
@@ -81,7 +84,7 @@ def test_viewers_change_when_an_agent_starts_or_stops_viewing() -> None:
 
 def test_typing_is_throttled_and_never_sticks() -> None:
     live, rec, clock = live_desk()
-    live.connected("a1", T, U1, "Ana")
+    live.connected("a1", T, U1)
     assert not live.typing("a1", "c1", True), "typing where the socket does not view"
     live.joined("a1", "c1")
     assert live.typing("a1", "c1", True)
@@ -108,7 +111,7 @@ def test_typing_is_throttled_and_never_sticks() -> None:
 
 def test_stop_without_start_announces_nothing() -> None:
     live, rec, _ = live_desk()
-    live.connected("a1", T, U1, "Ana")
+    live.connected("a1", T, U1)
     live.joined("a1", "c1")
     assert live.typing("a1", "c1", False)
     assert rec.named("typing") == []
