@@ -1,4 +1,4 @@
-# The README names these targets; CI runs `.ci/run`, which runs `make test` and `make bench-ci`.
+# The README names these targets; CI runs `.ci/run`: `make test`, `make smoke`, `make bench-ci`, `make soak SOAK_SECONDS=60`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +7,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 
 CONSOLE_JS := api/console/node_modules/.package-lock.json
 
-.PHONY: run test smoke install install-test install-js install-console install-browser services bench bench-ci lint typecheck clean
+.PHONY: run test smoke install install-test install-js install-console install-browser services bench bench-ci fuzz soak lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,19 @@ bench: install-test
 ## make bench-ci: the product's promise, p99 < 100 ms at 1000 clients, nothing lost.
 bench-ci: install-test
 	$(BIN)/python -m bench ci
+
+## make fuzz: coverage-guided fuzzing (atheris) of the Engine.IO/Socket.IO decoders and the
+## webhook parser, FUZZ_SECONDS per target; crashes and new coverage land in tests/fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+fuzz: install-test
+	$(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python tests/fuzz/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## make soak: 1000 clients with churn, webhooks at a steady rate and a storage outage (a full
+## tmpfs: needs root) for SOAK_SECONDS; fails on any loss, duplicate, RSS or task growth.
+SOAK_SECONDS ?= 600
+soak: install-test
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
 lint: install-test
 	$(BIN)/ruff check engine api desk storage zapline bench tests

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -127,6 +128,20 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "zapline_draining", "1 while shutting down", value=1 if self._runtime.draining else 0
         )
+        yield GaugeMetricFamily(
+            "zapline_tasks",
+            "Tasks alive in the event loop: flat under steady load, growth is a leak",
+            value=_running_tasks(),
+        )
+
+
+def _running_tasks() -> int:
+    # Scrapes run on the event loop; the registry also collects once at registration, where
+    # there may be none (then 0).
+    try:
+        return len(anyio.get_running_tasks())
+    except RuntimeError:
+        return 0
 
 
 class Metrics:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -74,9 +74,20 @@ class WebhookPlan:
 
 
 class HttpPoster:
-    """POSTs queued bodies over ``connections`` keep-alive connections; counts the answers."""
+    """POSTs queued bodies over ``connections`` keep-alive connections; counts the answers.
 
-    def __init__(self, api_url: str, *, connections: int = 8, path: str = WEBHOOK_PATH) -> None:
+    ``on_answer(body, status)``, when given, is told the outcome of each POST: its HTTP
+    status, or None when the connection failed and the POST was given up.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        connections: int = 8,
+        path: str = WEBHOOK_PATH,
+        on_answer: Callable[[bytes, int | None], None] | None = None,
+    ) -> None:
         parts = urlsplit(api_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only plain http API URLs are supported, got {api_url!r}")
@@ -87,6 +98,7 @@ class HttpPoster:
             "Content-Type: application/json\r\nContent-Length: "
         ).encode("ascii")
         self._connections = connections
+        self._on_answer = on_answer
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.statuses: Counter[int] = Counter()
@@ -147,6 +159,8 @@ class HttpPoster:
                         status, keep = await _read_response(reader)
                         self.statuses[status] += 1
                         self.answered += 1
+                        if self._on_answer is not None:
+                            self._on_answer(body, status)
                         if not keep:
                             writer.close()
                             writer = None
@@ -159,6 +173,8 @@ class HttpPoster:
                         if attempt or not reused:
                             self.errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
                             self.answered += 1
+                            if self._on_answer is not None:
+                                self._on_answer(body, None)
                             break
             finally:
                 self._queue.task_done()

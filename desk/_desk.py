@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 
 from desk.accounts import AccountCache
@@ -49,6 +50,9 @@ log = logging.getLogger("zapline.desk")
 LIFECYCLE_KEY = "lifecycle"
 # Seconds finished inbox rows wait to be marked done together.
 DONE_MARK_DELAY = 0.25
+# Finished inbox rows deleted per statement: short enough not to hold SQLite's one
+# connection (and the intake's commits behind it) for long.
+PRUNE_BATCH = 1000
 
 
 def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
@@ -128,6 +132,8 @@ class Desk:
             await tg.start(self.inbound.run)
             tg.start_soon(self._mark_done_loop)
             tg.start_soon(self._sweep_loop)
+            if self.options.inbox_retention > 0:
+                tg.start_soon(self._prune_loop)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -417,3 +423,31 @@ class Desk:
         return await replay_inbox(
             self, replay=False, skip=lambda row: row.id in busy or row.received_at > cutoff
         )
+
+    async def _prune_loop(self) -> None:
+        # Without it the inbox keeps every body ever received: the file grows by the
+        # webhook rate forever, and so does every scan of the table (inbox_counts on each
+        # /metrics scrape). Finished rows are kept ``inbox_retention`` seconds.
+        interval = self.options.inbox_sweep_interval
+        while True:
+            await anyio.sleep(interval)
+            try:
+                pruned = await self.prune_inbox(older_than=self.options.inbox_retention)
+            except Exception as exc:
+                log.warning("inbox prune failed (next in %.0f s): %s", interval, exc)
+                continue
+            if pruned:
+                log.debug("inbox prune: %d finished rows deleted", pruned)
+
+    async def prune_inbox(self, *, older_than: float) -> int:
+        """Delete the finished inbox rows received more than ``older_than`` s ago, in
+        batches of PRUNE_BATCH; return how many. Raises what storage raises."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        total = 0
+        while True:
+            deleted = await self.storage.inbox_prune(received_before=cutoff, limit=PRUNE_BATCH)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total
+            # the intake's commits get the connection in between
+            await anyio.lowlevel.checkpoint()

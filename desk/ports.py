@@ -64,5 +64,6 @@ class DeskOptions:
     recovery_grace: float = 5.0
     recovery_window: float = 10.0
     inbox_sweep_interval: float = 30.0
+    inbox_retention: float = 86400.0  # seconds finished inbox rows are kept; 0: forever
     # With several nodes, another node's PENDING sends are its own: not re-sent from here.
     single_node: bool = True

@@ -207,6 +207,16 @@ class Storage(ABC):
     async def inbox_counts(self) -> dict[str, int]:
         """Return the number of inbox rows per state; every state is present (maybe 0)."""
 
+    @abstractmethod
+    async def inbox_prune(self, *, received_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` finished rows (done or unroutable) received before
+        ``received_before``, oldest first; return how many were deleted.
+
+        Pending and failed rows are never deleted: the first are still owed processing, the
+        second are the trace of a dead letter. Raises ValueError for a naive datetime or a
+        limit that is not a positive int, and the storage errors.
+        """
+
     # -- contacts and conversations --------------------------------------------------------
 
     @abstractmethod

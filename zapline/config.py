@@ -100,6 +100,7 @@ class Settings:
     recovery_window: float = 10.0
     storage_outage_timeout: float = 3600.0
     inbox_sweep_interval: float = 30.0
+    inbox_retention: float = 86400.0
     presence_grace: float = 10.0
     agent_sees: str = "assigned_and_unassigned"
     rate_socket: Limit = Limit(20, 40)
@@ -215,6 +216,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         recovery_window=_float(env, "ZAPLINE_RECOVERY_WINDOW", 10.0),
         storage_outage_timeout=_float(env, "ZAPLINE_STORAGE_OUTAGE_TIMEOUT", 3600.0),
         inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
+        inbox_retention=_float(env, "ZAPLINE_INBOX_RETENTION", 86400.0),
         presence_grace=_float(env, "ZAPLINE_PRESENCE_GRACE", 10.0),
         agent_sees=_choice(env, "ZAPLINE_AGENT_SEES", AGENT_SEES),
         rate_socket=_limit(env, "ZAPLINE_RATE_SOCKET", "20/40"),

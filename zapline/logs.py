@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -51,7 +52,13 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        try:
+            return orjson.dumps(out, default=str).decode()
+        except TypeError:
+            # Text from outside (a webhook's ids, a client's event) can hold what UTF-8
+            # cannot (a lone surrogate); the stdlib writes it as a \\u escape, so the line
+            # is still one JSON object instead of a logging traceback.
+            return json.dumps(out, default=str)
 
 
 def setup_logging(level: str = "info", fmt: str = "json") -> None:

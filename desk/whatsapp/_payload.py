@@ -110,15 +110,23 @@ def load_json(raw: bytes) -> Any:
 
     orjson refuses what RFC 8259 allows but UTF-8 cannot hold (a lone surrogate escape such as
     ``\\ud800``); such a body is still a customer's message, so the standard library reads it
-    then, and storage makes the text storable.
+    then, and storage makes the text storable. Either way an integer beyond 64 bits comes
+    back as a float, as orjson reads it, so that storage can write it.
     """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as fast:
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_int=_int_as_orjson_reads_it)
         except (ValueError, RecursionError):
             raise ValueError(str(fast)) from None
+
+
+def _int_as_orjson_reads_it(text: str) -> int | float:
+    # orjson reads an integer beyond 64 bits as a float and cannot write one back; the
+    # stdlib keeps it exact, and then no worker could store the message nor its dead letter.
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else float(text)
 
 
 def _entries(body: object) -> list[Any]:

@@ -48,3 +48,16 @@ async def test_a_server_that_never_answers_is_counted_not_raised() -> None:
         # two in flight when the poster closed, three never sent: all five unanswered
         assert poster.unanswered == 5 and poster.failed == 5
         assert poster.statuses == {}
+
+
+async def test_on_answer_is_told_each_body_and_its_status() -> None:
+    server, url = await _server(answer=True)
+    told: list[tuple[bytes, int | None]] = []
+    async with (
+        server,
+        HttpPoster(url, connections=1, on_answer=lambda b, s: told.append((b, s))) as poster,
+    ):
+        for body in (b'{"a":1}', b'{"b":2}'):
+            poster.submit(body)
+        assert await poster.drain(5.0) is True
+    assert told == [(b'{"a":1}', 200), (b'{"b":2}', 200)]

@@ -163,8 +163,11 @@ async def test_the_exposition_parses_and_names_every_documented_metric(
         "zapline_dead_letters",
         "zapline_cloud_api_sends",
         "zapline_draining",
+        "zapline_tasks",
     }
     assert documented <= now.families, sorted(documented - now.families)
+    # the server's own tasks at least (listeners, intake, workers): read on the event loop
+    assert now.value("zapline_tasks") > 10
     assert set(now.by_label("zapline_queue_depth", "priority")) == PRIORITIES
     assert set(now.by_label("zapline_connections", "transport")) == {"websocket", "polling"}
     assert now.value("zapline_draining") == 0

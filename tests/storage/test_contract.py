@@ -160,6 +160,27 @@ async def test_inbox_append_pending_mark_counts(storage: Storage) -> None:
         await storage.inbox_mark(ids[:1], "lost")
 
 
+async def test_inbox_prune_deletes_only_old_finished_rows(storage: Storage) -> None:
+    ids = await storage.inbox_append([b"%d" % i for i in range(8)])
+    await storage.inbox_mark(ids[:4], "done")
+    await storage.inbox_mark([ids[4]], "unroutable")
+    await storage.inbox_mark([ids[5]], "failed", error="dead-lettered")
+    # ids[6:] stay pending
+    now = datetime.now(UTC)
+    assert await storage.inbox_prune(received_before=now - timedelta(hours=1)) == 0
+
+    assert await storage.inbox_prune(received_before=now + timedelta(seconds=5), limit=3) == 3
+    assert await storage.inbox_counts() == {"pending": 2, "done": 1, "failed": 1, "unroutable": 1}
+    assert await storage.inbox_prune(received_before=now + timedelta(seconds=5)) == 2
+    assert await storage.inbox_counts() == {"pending": 2, "done": 0, "failed": 1, "unroutable": 0}
+    assert [item.id for item in await storage.inbox_pending()] == ids[6:]
+    assert await storage.inbox_prune(received_before=now + timedelta(seconds=5)) == 0
+    with pytest.raises(ValueError):
+        await storage.inbox_prune(received_before=datetime(2024, 1, 1))
+    with pytest.raises(ValueError):
+        await storage.inbox_prune(received_before=now, limit=0)
+
+
 async def test_upsert_contact_keeps_id_and_updates_name(storage: Storage) -> None:
     tenant = await storage.create_tenant("Acme")
     first = await storage.upsert_contact(tenant.id, "5511", None)

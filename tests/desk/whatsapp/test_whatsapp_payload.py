@@ -19,6 +19,7 @@ from desk.whatsapp import (
     status_webhook,
     text_message_webhook,
 )
+from storage._text import encode_json
 
 PID = "106540352242922"
 USER = "16505551234"
@@ -434,3 +435,22 @@ def test_load_json_reads_a_lone_surrogate_escape_and_refuses_non_json() -> None:
     for raw in (b"{", b"\xff", b'{"t": "a"} trailing'):
         with pytest.raises(ValueError):
             load_json(raw)
+
+
+def test_load_json_reads_integers_beyond_64_bits_as_orjson_does() -> None:
+    # 1e400 sends the body through the stdlib fallback; an exact 21-digit integer there
+    # would reach storage, whose orjson cannot write it (the message was never stored).
+    raw = b'{"t": 1e400, "big": 184467440737095516160, "low": -9223372036854775809,'
+    raw += b' "u64": 18446744073709551615, "huge": ' + b"9" * 400 + b"}"
+    value = load_json(raw)
+    assert value["big"] == 1.8446744073709552e20 and isinstance(value["big"], float)
+    assert value["low"] == orjson.loads(b"-9223372036854775809")
+    assert value["u64"] == 18446744073709551615 and isinstance(value["u64"], int)
+    assert value["huge"] == float("inf")
+    assert orjson.loads(encode_json(value)) == {
+        "t": None,
+        "big": 1.8446744073709552e20,
+        "low": -9.223372036854776e18,
+        "u64": 18446744073709551615,
+        "huge": None,
+    }
