@@ -5,12 +5,20 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.abc
 
 log = logging.getLogger("zapline.engine")
+
+
+@dataclass
+class ListenerStats:
+    """Counters of one listener; plain ints, updated inline, read by the metrics endpoint."""
+
+    accepted: int = 0  # TCP connections accepted
 
 
 def bind_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:

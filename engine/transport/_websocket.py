@@ -7,7 +7,8 @@ same prebuilt bytes to every connection, which a per-connection encoder could no
 There is no task per connection: the server's ``Reactor`` calls ``on_readable`` when the socket
 has bytes, and everything from there (parsing, the Engine.IO packet, the Socket.IO event) runs
 synchronously. The connection ends exactly once, through ``end``, which tells the reactor's
-``on_end`` why.
+``on_end`` why. What the connection carries (an Engine.IO session, a probe) is the host's
+business: ``session`` is an opaque slot for it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from engine.transport._outbox import Outbox
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from engine._session import EngineSession
     from engine.transport._reactor import Reactor
 
 log = logging.getLogger("zapline.engine")
@@ -44,7 +44,7 @@ class MessageTooBig(Exception):
 
 
 class WebSocketConn:
-    """One upgraded socket. ``session`` is set once the Engine.IO session is bound to it."""
+    """One upgraded socket. ``session`` and ``remote`` are the host's: set once it binds a session."""
 
     __slots__ = (
         "sock",
@@ -54,6 +54,7 @@ class WebSocketConn:
         "window_bits",
         "closed",
         "session",
+        "remote",
         "_reactor",
         "_fd",
         "_ws",
@@ -67,7 +68,7 @@ class WebSocketConn:
     def __init__(
         self,
         sock: socket.socket,
-        reactor: Reactor,
+        reactor: Reactor[WebSocketConn],
         *,
         outbox_limit: int,
         max_size: int,
@@ -82,7 +83,8 @@ class WebSocketConn:
         self.threshold = threshold
         self.window_bits = window_bits
         self.closed = False
-        self.session: EngineSession | None = None
+        self.session: object | None = None
+        self.remote = "?"
         self._reactor = reactor
         self._fd = sock.fileno()
         self._ws = Connection(ConnectionType.SERVER, extensions=extensions)
@@ -91,11 +93,6 @@ class WebSocketConn:
         self._max_size = max_size
         self._linger: str | None = None  # we closed after an error: discard input, end later
         self._ended = False
-
-    @property
-    def remote(self) -> str:
-        """The peer's address as the session knows it (``"?"`` before a session is bound)."""
-        return self.session.remote if self.session is not None else "?"
 
     def start(self, trailing: bytes = b"") -> None:
         """Hand the socket to the reactor; ``trailing`` bytes came with the upgrade request."""
@@ -139,11 +136,8 @@ class WebSocketConn:
             self._reactor.set_deadline(self, deadline, extend=extend)
 
     def _on_overflow(self) -> None:
-        session = self.session
-        if session is not None:
-            session.server.close_session(session, "slow consumer", send_close=False)
-        else:
-            self.abort()
+        # The host closes what rides on this connection (and then this connection).
+        self._reactor.on_overflow(self)
 
     def abort(self) -> None:
         """Drop the connection at once (no close handshake)."""
