@@ -410,7 +410,13 @@ class EngineIO:
     async def _listen(self, sock: Any, tg: anyio.abc.TaskGroup) -> None:
         with anyio.CancelScope() as scope:
             self._listener = scope
-            await serve_listener(sock, self._handle_tcp, tg)
+            await serve_listener(
+                sock,
+                self._handle_tcp,
+                tg,
+                stats=self._stats,
+                max_connections=self._options.max_connections,
+            )
 
     async def _handle_tcp(self, sock: Any, remote: str) -> None:
         await handle_connection(self, sock, remote)

@@ -17,6 +17,7 @@ session.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -46,6 +47,14 @@ _TEXT = b"text/plain; charset=UTF-8"
 _JSON = b"application/json"
 
 
+class _TimedOut(Exception):
+    """A request (or the wait for one) ran past its deadline; ``idle`` if nothing had come."""
+
+    def __init__(self, idle: bool) -> None:
+        super().__init__("idle" if idle else "request")
+        self.idle = idle
+
+
 class _Request:
     __slots__ = ("method", "path", "query", "headers")
 
@@ -64,10 +73,21 @@ async def handle_connection(host: EngineHost, sock: socket.socket, remote: str) 
     HTTP parser, the request and this task's frames are freed for the websocket's lifetime.
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    options = host.options
+    stats = host.listener_stats
     upgraded = False
+    fresh = True
     try:
         while True:
-            event = await _next_event(conn, sock)
+            # The first request has header_timeout from the accept; a kept-alive connection
+            # may idle idle_timeout, then its request has header_timeout from its first byte.
+            event = await _next_event(
+                conn,
+                sock,
+                anyio.current_time() + (options.header_timeout if fresh else options.idle_timeout),
+                restart_after=None if fresh else options.header_timeout,
+            )
+            fresh = False
             if isinstance(event, h11.ConnectionClosed) or event is None:
                 return
             if not isinstance(event, h11.Request):
@@ -82,6 +102,12 @@ async def handle_connection(host: EngineHost, sock: socket.socket, remote: str) 
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+    except _TimedOut as exc:
+        if exc.idle:
+            stats.idle_timeouts += 1
+        else:
+            stats.header_timeouts += 1
+            log.info("request from %s not complete within %s s", remote, options.header_timeout)
     except h11.RemoteProtocolError as exc:
         log.info("bad HTTP from %s: %s", remote, exc)
         await _try_send_error(conn, sock, exc.error_status_hint, BAD_REQUEST)
@@ -93,14 +119,32 @@ async def handle_connection(host: EngineHost, sock: socket.socket, remote: str) 
         log.exception("connection from %s failed", remote)
     finally:
         if not upgraded:
+            stats.open -= 1
             close_socket(sock)
 
 
-async def _next_event(conn: h11.Connection, sock: socket.socket) -> h11.Event | None:
+async def _next_event(
+    conn: h11.Connection,
+    sock: socket.socket,
+    deadline: float = math.inf,
+    *,
+    restart_after: float | None = None,
+) -> h11.Event | None:
+    """Return h11's next event, reading as needed until ``deadline``.
+
+    ``restart_after``: the deadline was an idle one; once the first byte arrives, the rest
+    must come within this many seconds. Raises ``_TimedOut`` past the deadline.
+    """
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            data = await recv_some(sock)
+            with anyio.CancelScope(deadline=deadline) as scope:
+                data = await recv_some(sock)
+            if scope.cancelled_caught:
+                raise _TimedOut(idle=restart_after is not None)
+            if restart_after is not None and data:
+                deadline = anyio.current_time() + restart_after
+                restart_after = None
             conn.receive_data(data)
             continue
         if event is h11.PAUSED:
@@ -108,12 +152,18 @@ async def _next_event(conn: h11.Connection, sock: socket.socket) -> h11.Event | 
         return event  # type: ignore[return-value]
 
 
-async def _read_body(conn: h11.Connection, sock: socket.socket, limit: int) -> bytes | None:
-    """Return the request body, or None if it exceeds ``limit``."""
+async def _read_body(
+    conn: h11.Connection, sock: socket.socket, limit: int, within: float
+) -> bytes | None:
+    """Return the request body, or None if it exceeds ``limit``.
+
+    Raises ``_TimedOut`` if it does not arrive within ``within`` seconds.
+    """
     parts: list[bytes] = []
     size = 0
+    deadline = anyio.current_time() + within
     while True:
-        event = await _next_event(conn, sock)
+        event = await _next_event(conn, sock, deadline)
         if isinstance(event, h11.Data):
             size += len(event.data)
             if size > limit:
@@ -190,7 +240,7 @@ async def _route(
     # Only POST carries a body; every other request is read to its end here, so keep-alive
     # works (h11 starts the next cycle only once both sides are DONE) and an upgrade request
     # reaches the PAUSED state h11 expects before the 101.
-    if request.method != "POST" and await _read_body(conn, sock, 0) is None:
+    if request.method != "POST" and await _read_body(conn, sock, 0, options.header_timeout) is None:
         await _error(conn, sock, BAD_REQUEST, 400)
         return False
     if request.path not in (options.path, options.path.rstrip("/")):
@@ -250,7 +300,7 @@ async def _route(
         if refused is not None:
             await _error(conn, sock, refused, 400, cors)
             return False
-        raw = await _read_body(conn, sock, options.max_payload)
+        raw = await _read_body(conn, sock, options.max_payload, options.header_timeout)
         refused = host.post(sid, raw)
         if raw is None:
             await _respond(
@@ -316,9 +366,15 @@ async def _upgrade(
     await send_all(sock, conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
     trailing, _closed = conn.trailing_data
     options = host.options
+    if options.send_buffer > 0:
+        # Bound what the kernel holds for a peer that stops reading: the outbox limit is
+        # then what a stalled client costs, not megabytes of autotuned buffer on top.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, options.send_buffer)
     ws = WebSocketConn(
         sock,
         host.reactor,
+        stats=host.listener_stats,
+        stall_timeout=options.stall_timeout,
         outbox_limit=options.outbox_limit,
         max_size=options.max_payload,
         spawn=host.spawn,

@@ -22,6 +22,7 @@ from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from engine.transport import _frames
@@ -31,6 +32,7 @@ from engine.transport._outbox import Outbox
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from engine.transport._listener import ListenerStats
     from engine.transport._reactor import Reactor
 
 log = logging.getLogger("zapline.engine")
@@ -41,6 +43,44 @@ CLOSE_GRACE = 2.0
 
 class MessageTooBig(Exception):
     """A message exceeded maxPayload."""
+
+
+class _SizeGuard(Extension):
+    """Refuses a message as soon as a frame header announces more than ``max_size`` bytes.
+
+    wsproto calls every extension with each frame's header before it reads the payload, so
+    a client announcing 50 MB is answered with 1009 at once instead of after the first
+    megabyte (and never after reading the rest). Fragments add up to their message's size.
+    Compressed frames are checked here by their wire size and by their inflated size when
+    they arrive (``WebSocketConn._events``).
+    """
+
+    name = "zapline-size-guard"
+
+    def __init__(self, max_size: int) -> None:
+        self._max = max_size
+        self._message = 0
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool | str:
+        return False  # never negotiated: it only looks at what arrives
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        if not opcode.iscontrol():
+            if opcode is not Opcode.CONTINUATION:
+                self._message = 0
+            self._message += payload_length
+            if self._message > self._max:
+                raise MessageTooBig
+        return RsvBits(False, False, False)
 
 
 class WebSocketConn:
@@ -63,6 +103,7 @@ class WebSocketConn:
         "_max_size",
         "_linger",
         "_ended",
+        "_stats",
     )
 
     def __init__(
@@ -70,6 +111,8 @@ class WebSocketConn:
         sock: socket.socket,
         reactor: Reactor[WebSocketConn],
         *,
+        stats: ListenerStats,
+        stall_timeout: float,
         outbox_limit: int,
         max_size: int,
         spawn: Callable[..., object],
@@ -78,7 +121,14 @@ class WebSocketConn:
         threshold: int,
     ) -> None:
         self.sock = sock
-        self.outbox = Outbox(sock, limit=outbox_limit, spawn=spawn, on_overflow=self._on_overflow)
+        self.outbox = Outbox(
+            sock,
+            limit=outbox_limit,
+            spawn=spawn,
+            on_overflow=self._on_overflow,
+            stall_timeout=stall_timeout,
+        )
+        self._stats = stats
         self.deflate = bool(extensions)
         self.threshold = threshold
         self.window_bits = window_bits
@@ -87,7 +137,9 @@ class WebSocketConn:
         self.remote = "?"
         self._reactor = reactor
         self._fd = sock.fileno()
-        self._ws = Connection(ConnectionType.SERVER, extensions=extensions)
+        self._ws = Connection(
+            ConnectionType.SERVER, extensions=[*(extensions or ()), _SizeGuard(max_size)]
+        )
         self._parts: list[str] | list[bytes] | None = None  # a fragmented message so far
         self._size = 0
         self._max_size = max_size
@@ -136,6 +188,8 @@ class WebSocketConn:
             self._reactor.set_deadline(self, deadline, extend=extend)
 
     def _on_overflow(self) -> None:
+        if self.outbox.stalled:
+            self._stats.stalled += 1
         # The host closes what rides on this connection (and then this connection).
         self._reactor.on_overflow(self)
 
@@ -148,6 +202,7 @@ class WebSocketConn:
         if self._ended:
             return
         self._ended = True
+        self._stats.open -= 1
         self.closed = True
         self.outbox.close()
         self._reactor.drop(self, self._fd)
@@ -184,6 +239,7 @@ class WebSocketConn:
             self._ws.receive_data(data)
             reason = self._events()
         except MessageTooBig:
+            self._stats.oversized_messages += 1
             self._fail(1009, "message too big", "message too big")
             return
         except (LocalProtocolError, RemoteProtocolError) as exc:
