@@ -100,6 +100,7 @@ class EngineIO:
         )
         self.heartbeat = Heartbeat(self._due)
         self.ping_frame = SharedFrame(PING_WS.encode())
+        self._on_overflow = self._overflow  # one bound method for every session, not one each
         self._stats = ListenerStats()
         self.port: int | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -231,7 +232,7 @@ class EngineIO:
             ping_timeout=opts.ping_timeout,
             websocket=websocket,
         )
-        session = EngineSession(eio, remote, limit=opts.outbox_limit, on_overflow=self._overflow)
+        session = EngineSession(eio, remote, limit=opts.outbox_limit, on_overflow=self._on_overflow)
         session.connect_deadline = now + opts.connect_timeout
         self.sessions[session.sid] = session
         self.heartbeat.schedule(session)

@@ -13,6 +13,7 @@ business: ``session`` is an opaque slot for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from typing import TYPE_CHECKING
@@ -46,20 +47,19 @@ class MessageTooBig(Exception):
 
 
 class _SizeGuard(Extension):
-    """Refuses a message as soon as a frame header announces more than ``max_size`` bytes.
+    """Refuses a frame as soon as its header announces more than ``max_size`` bytes.
 
     wsproto calls every extension with each frame's header before it reads the payload, so
     a client announcing 50 MB is answered with 1009 at once instead of after the first
-    megabyte (and never after reading the rest). Fragments add up to their message's size.
-    Compressed frames are checked here by their wire size and by their inflated size when
-    they arrive (``WebSocketConn._events``).
+    megabyte (and never after reading the rest). It keeps no state, so one guard serves
+    every connection (``_size_guard``): a message split in fragments, or compressed, is
+    checked by its total as its data arrives (``WebSocketConn._events``).
     """
 
     name = "zapline-size-guard"
 
     def __init__(self, max_size: int) -> None:
         self._max = max_size
-        self._message = 0
 
     def enabled(self) -> bool:
         return True
@@ -74,13 +74,17 @@ class _SizeGuard(Extension):
         rsv: RsvBits,
         payload_length: int,
     ) -> CloseReason | RsvBits:
-        if not opcode.iscontrol():
-            if opcode is not Opcode.CONTINUATION:
-                self._message = 0
-            self._message += payload_length
-            if self._message > self._max:
-                raise MessageTooBig
-        return RsvBits(False, False, False)
+        if payload_length > self._max and not opcode.iscontrol():
+            raise MessageTooBig
+        return _NO_RSV
+
+
+_NO_RSV = RsvBits(False, False, False)
+
+
+@functools.lru_cache(maxsize=8)
+def _size_guard(max_size: int) -> _SizeGuard:
+    return _SizeGuard(max_size)
 
 
 class WebSocketConn:
@@ -138,7 +142,7 @@ class WebSocketConn:
         self._reactor = reactor
         self._fd = sock.fileno()
         self._ws = Connection(
-            ConnectionType.SERVER, extensions=[*(extensions or ()), _SizeGuard(max_size)]
+            ConnectionType.SERVER, extensions=[*(extensions or ()), _size_guard(max_size)]
         )
         self._parts: list[str] | list[bytes] | None = None  # a fragmented message so far
         self._size = 0

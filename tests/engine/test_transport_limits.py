@@ -101,7 +101,7 @@ async def test_fragments_add_up_against_the_limit() -> None:
         first = struct.pack("!BB", 0x01, 0x80 | 126) + struct.pack("!H", 600) + b"\x00" * 4
         await ws.send_raw(first + b"4" * 600)
         second = struct.pack("!BB", 0x80, 0x80 | 126) + struct.pack("!H", 600) + b"\x00" * 4
-        await ws.send_raw(second)  # the header alone puts the message past 1000 bytes
+        await ws.send_raw(second + b"4" * 600)  # each fragment fits, the message does not
         assert await ws.expect_closed(within=2) == 1009
 
 
