@@ -18,8 +18,8 @@ A session is in exactly one state::
     any --CLOSE packet, close(), ping timeout--> CLOSED
 
 * Heartbeat. The server pings: ``ping_interval`` after the OPEN packet (and after each
-  PONG) ``tick(now)`` asks for a PING; the client has ``ping_timeout`` to answer, after which
-  ``tick`` closes the session. Each session has its own schedule: ``deadline`` says when the
+  PONG) ``tick(now)`` asks for a PING; the client has ``ping_timeout`` from then to answer
+  (counted from when the ping was due), after which ``tick`` closes the session. Each session has its own schedule: ``deadline`` says when the
   next ``tick`` has work to do, so a host runs one timer for all sessions, ordered by it.
 * Long-polling. While the session is not on a websocket, what the server sends is queued
   here (``enqueue``) and a GET takes it: ``start_poll`` parks one poll (a second one at the
@@ -213,7 +213,12 @@ class EioSession:
                 return _TIMED_OUT
             return _IDLE
         if now >= self._next_ping:
-            self._pong_deadline = now + self._timeout
+            # The pong clock starts when the ping was due, so a host's timer running a little
+            # late does not give the client extra time (a request past open + interval +
+            # timeout finds the session over); a timer very late still leaves the client
+            # half of pingTimeout to answer.
+            due = self._next_ping
+            self._pong_deadline = max(due + self._timeout, now + self._timeout / 2)
             self._next_ping = math.inf
             return _PING
         return _IDLE

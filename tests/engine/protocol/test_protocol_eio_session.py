@@ -44,6 +44,15 @@ def test_first_ping_is_due_one_interval_after_open() -> None:
     assert session.deadline == 145.0  # now the pong clock
 
 
+def test_pong_clock_starts_when_the_ping_was_due() -> None:
+    session = polling()
+    session.tick(26.0)  # the host's timer ran a second late
+    assert session.deadline == 45.0  # open + interval + timeout, as the client counts
+    late = polling()
+    late.tick(40.0)  # very late: the client still gets half of pingTimeout
+    assert late.deadline == 50.0
+
+
 def test_sessions_keep_their_own_schedule() -> None:
     early, late = polling(now=0.0), polling(now=10.0)
     assert early.tick(25.0).send == "2"
