@@ -85,6 +85,26 @@ class _RuntimeCollector(Collector):
             "Writes refused by a full or closed outbox",
             value=getattr(stats, "outbox_drops", 0),
         )
+        listener = stats.listener
+        yield GaugeMetricFamily(
+            "zapline_socket_connections_open",
+            "Open TCP connections on the socket listener (HTTP and websocket)",
+            value=listener.open,
+        )
+        refused = CounterMetricFamily(
+            "zapline_socket_connections_closed",
+            "Socket listener connections refused or closed by a limit, by reason",
+            labels=["reason"],
+        )
+        for reason, n in (
+            ("max_connections", listener.refused),
+            ("header_timeout", listener.header_timeouts),
+            ("idle_timeout", listener.idle_timeouts),
+            ("message_too_big", listener.oversized_messages),
+            ("stalled", listener.stalled),
+        ):
+            refused.add_metric([reason], n)
+        yield refused
         queue = self._runtime.queue.statistics()
         depth = GaugeMetricFamily(
             "zapline_queue_depth", "Queued jobs by priority", labels=["priority"]

@@ -1,26 +1,23 @@
-"""The Socket.IO server: sessions, namespaces, handlers, emit, acks, heartbeat.
+"""The Socket.IO server: namespaces, handlers, emit, acks, on top of the Engine.IO host.
 
 Theory of operation
 -------------------
-``serve()`` owns one task group. In it run the accept loop, one task per TCP connection while
-it speaks HTTP, the reactor (one task reading every upgraded websocket, see
-``transport/_reactor.py``), the heartbeat loop, the deferred-emit flusher (``_coalesce.py``),
-handler tasks, and the on-demand outbox flushers. Nothing else starts tasks.
+``serve()`` owns one task group. In it run the Engine.IO host (``_engine.py``: the listener,
+the websocket reactor, the heartbeat timer, outbox flushers), the deferred-emit flusher
+(``_coalesce.py``) and handler tasks. Nothing else starts tasks.
 
-Incoming: a transport decodes Engine.IO packets and calls ``EngineSession.receive_packet``;
-Socket.IO events come out of the session's sans-IO ``SioConnection`` into ``dispatch_sio``,
-which starts a task per connect request and per event handler (handlers may await; the reader
-must not, or a handler awaiting an ack from its own client would deadlock).
+Incoming: the Engine.IO host hands every MESSAGE to ``message_received``; Socket.IO events
+come out of the session's sans-IO ``SioConnection`` into ``dispatch_sio``, which starts a task
+per connect request and per event handler (handlers may await; the reader must not, or a
+handler awaiting an ack from its own client would deadlock).
 
 Outgoing: ``emit`` encodes once and writes to many (``rooms.py``), synchronously, from any task.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +25,10 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import orjson
 
 from engine._coalesce import Coalescer
 from engine._emit import encode_events, send_in_turn
-from engine._heartbeat import heartbeat_tick, run_heartbeat
+from engine._engine import EngineIO, new_id
 from engine._session import EngineSession
 from engine._socket import (
     ConnectHandler,
@@ -50,14 +46,12 @@ from engine.protocol import (
     DisconnectReceived,
     EventReceived,
     ProtocolError,
-    open_packet,
 )
 from engine.rooms import RoomHub
 from engine.transport._frames import SharedBatch, SharedFrame
-from engine.transport._http import handle_connection
-from engine.transport._listener import bind_socket, serve_listener
+from engine.transport._listener import ListenerStats
 from engine.transport._reactor import Reactor
-from engine.transport._session_ws import on_websocket_message, websocket_ended
+from engine.transport._websocket import WebSocketConn
 
 __all__ = ["ConnectionRefused", "Namespace", "ServerStats", "SocketServer"]
 
@@ -76,31 +70,38 @@ class ServerStats:
     writes: int = 0  # one per recipient per write: deliveries / writes is the batching
     slow_consumers: int = 0
     received_events: int = 0
-
-
-def _new_id() -> str:
-    return secrets.token_urlsafe(15)
+    listener: ListenerStats = field(default_factory=ListenerStats)
 
 
 class SocketServer:
     """A Socket.IO v5 / Engine.IO v4 server on its own listener."""
 
     def __init__(self, options: EngineOptions | None = None) -> None:
+        """A server with ``options`` (the defaults if None); nothing runs until ``serve``."""
         self.options = options or EngineOptions()
-        self.sessions: dict[str, EngineSession] = {}
+        self.engine = EngineIO(self.options, self)
         self.sockets: dict[str, Socket] = {}
         self.rooms = RoomHub()
         self.namespaces: dict[str, Namespace] = {"/": Namespace("/")}
-        self.stats = ServerStats()
-        self.port: int | None = None
+        self.stats = ServerStats(listener=self.engine.listener_stats)
         self._tg: anyio.abc.TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
-        self._listener: anyio.CancelScope | None = None
-        self.ping_frame = SharedFrame(b"2")
         self._coalescer = Coalescer(self._deliver)
-        self.reactor = Reactor(
-            functools.partial(on_websocket_message, self), functools.partial(websocket_ended, self)
-        )
+
+    @property
+    def sessions(self) -> dict[str, EngineSession]:
+        """Open Engine.IO sessions by sid."""
+        return self.engine.sessions
+
+    @property
+    def reactor(self) -> Reactor[WebSocketConn]:
+        """The reader of every upgraded websocket."""
+        return self.engine.reactor
+
+    @property
+    def port(self) -> int | None:
+        """The bound port once serving, else None."""
+        return self.engine.port
 
     # -- registration ------------------------------------------------------------------------
 
@@ -170,31 +171,19 @@ class SocketServer:
 
         Raises ``OSError`` if the address cannot be bound.
         """
-        sock = bind_socket(host, port)
-        self.port = sock.getsockname()[1]
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._scope = tg.cancel_scope
-                tg.start_soon(run_heartbeat, self)
-                tg.start_soon(self.reactor.run)
                 tg.start_soon(self._coalescer.run)
-                tg.start_soon(self._listen, sock, tg)
-                task_status.started(self.port)
+                bound = await tg.start(self.engine.serve, host, port)
+                task_status.started(bound)
         finally:
             self._tg = None
             self._scope = None
 
-    async def _listen(self, sock: Any, tg: anyio.abc.TaskGroup) -> None:
-        with anyio.CancelScope() as scope:
-            self._listener = scope
-            await serve_listener(sock, self._handle_tcp, tg)
-
-    async def _handle_tcp(self, sock: Any, remote: str) -> None:
-        await handle_connection(self, sock, remote)
-
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        """Start ``fn(*args)`` in the server's task group (flushers, handlers).
+        """Start ``fn(*args)`` in the server's task group (handlers, callbacks).
 
         Raises ``RuntimeError`` if the server is not running.
         """
@@ -208,22 +197,7 @@ class SocketServer:
         Websocket clients get a close packet and a close frame, parked polls answer ``1``;
         the writes get up to ``grace`` seconds to drain. Returns once serving is cancelled.
         """
-        if self._listener is not None:
-            self._listener.cancel()
-        sessions = list(self.sessions.values())
-        for session in sessions:
-            self.close_session(session, "server shutdown", send_close=True)
-
-        def busy(session: EngineSession) -> bool:
-            ws = session.ws
-            return session.polling or (ws is not None and ws.outbox.pending_bytes > 0)
-
-        with anyio.move_on_after(grace):
-            # Polled: drains finish in many tasks (flushers, poll answers) and this runs once.
-            while any(busy(s) for s in sessions):  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-            # The parked polls were answered from their own tasks; let their writes finish.
-            await anyio.sleep(0.02)
+        await self.engine.shutdown(grace)
         if self._scope is not None:
             self._scope.cancel()
 
@@ -231,48 +205,33 @@ class SocketServer:
 
     def open_session(self, remote: str) -> tuple[EngineSession, str]:
         """Create a polling session; return it and its OPEN packet in Engine.IO text form."""
-        session = EngineSession(_new_id(), self, anyio.current_time(), remote)
-        self.sessions[session.sid] = session
-        return session, self.handshake(session.sid, upgradable=True)
-
-    def handshake(self, sid: str, *, upgradable: bool) -> str:
-        """Return the OPEN packet (text form) for ``sid``.
-
-        ``upgradable`` is False for a session opened on a websocket: it has nothing to upgrade
-        to, so it advertises no upgrades (as the reference server does).
-        """
-        opts = self.options
-        upgrades = ["websocket"] if opts.allow_websocket and upgradable else []
-        packet = open_packet(
-            sid,
-            upgrades,
-            int(opts.ping_interval * 1000),
-            int(opts.ping_timeout * 1000),
-            opts.max_payload,
-        )
-        return "0" + str(packet.data)
+        return self.engine.open_session(remote)
 
     def close_session(
         self, session: EngineSession, reason: str, *, send_close: bool = True
     ) -> None:
         """End a session: sockets disconnect (handlers run), the transport closes. Idempotent."""
-        if session.closed:
-            return
+        self.engine.close_session(session, reason, send_close=send_close)
+
+    # -- the Engine.IO application (engine/_engine.py) ---------------------------------------
+
+    def message_received(self, session: EngineSession, data: str | bytes) -> None:
+        """Feed one Engine.IO MESSAGE to Socket.IO. Raises ``ProtocolError``."""
+        session.sio.receive_message(data)
+        self.dispatch_sio(session)
+
+    def session_closed(self, session: EngineSession, reason: str) -> None:
+        """The Engine.IO session ended: its sockets disconnect, pending connects give up."""
         for socket in list(session.sockets.values()):
             self.disconnect_socket(socket, reason, notify=False)
         session.connecting.clear()  # their connect tasks see it and give up
         session.acks = None
-        self.sessions.pop(session.sid, None)
         if reason == "slow consumer":
             self.stats.slow_consumers += 1
-        ws = session.ws
-        session.mark_closed(reason)
-        if ws is not None:
-            if send_close and not ws.closed:
-                ws.write_payload("1")
-            ws.close(1000 if reason != "slow consumer" else 1008, "" if send_close else reason)
-        if session.probe is not None:
-            session.probe.abort()
+
+    def connect_expired(self, session: EngineSession) -> bool:
+        """Whether ``session`` joined no namespace within connectTimeout (it is then closed)."""
+        return not session.sockets and not session.connecting
 
     # -- Socket.IO ---------------------------------------------------------------------------
 
@@ -298,7 +257,7 @@ class SocketServer:
                     self.stats.connect_errors += 1
                     session.send_message(session.sio.refuse(event.namespace, "Invalid namespace"))
                     continue
-                socket = Socket(_new_id(), event.namespace, session, self)
+                socket = Socket(new_id(), event.namespace, session, self)
                 session.connecting[event.namespace] = socket
                 self.spawn(self._run_connect, socket, event.auth)
             elif isinstance(event, DisconnectReceived):
@@ -396,14 +355,13 @@ class SocketServer:
         except Exception:
             log.exception("ack callback failed")
 
-    def register_ack(self, session: EngineSession, callback: Callable[..., Any]) -> int:
-        """Store ``callback`` for the next ack id of ``session``; return the id."""
-        if session.acks is None:
-            session.acks = {}
-        ack_id = session.ack_counter
-        session.ack_counter += 1
-        session.acks[ack_id] = callback
-        return ack_id
+    def join_room(self, socket: Socket, room: str) -> None:
+        """Add ``socket`` to ``room`` of its namespace (idempotent)."""
+        self.rooms.join(socket, room)
+
+    def leave_room(self, socket: Socket, room: str) -> None:
+        """Remove ``socket`` from ``room`` (idempotent)."""
+        self.rooms.leave(socket, room)
 
     def disconnect_socket(self, socket: Socket, reason: str, *, notify: bool) -> None:
         """Remove ``socket`` from its namespace and rooms; run the disconnect handlers."""
@@ -497,11 +455,3 @@ class SocketServer:
         self.stats.deliveries += delivered * len(texts)
         self.stats.writes += delivered
         return delivered
-
-    def heartbeat_tick(self, now: float) -> None:
-        """Ping due sessions, close those past their pong deadline or connect timeout."""
-        heartbeat_tick(self, now)
-
-    def dumps(self, value: Any) -> bytes:
-        """orjson, as the engine encodes payloads (for callers that prebuild bodies)."""
-        return orjson.dumps(value)

@@ -1,99 +1,128 @@
-"""One Engine.IO session: the transport-neutral state of a client.
+"""One client's session at runtime: the sans-IO Engine.IO state bound to its transports.
 
-Theory of operation
--------------------
-A session starts on one transport (HTTP long-polling or websocket) and may move once from
-polling to websocket (the ``2probe``/``3probe``/``5`` upgrade). Everything the server sends goes
-through ``send_shared`` (prebuilt frame, the broadcast path) or ``send_payloads`` (anything
-else); the session hands it to the websocket's outbox, or queues it for the next poll. Packets
-from the client arrive through ``receive_packet`` whatever the transport; Socket.IO payloads go
-to the sans-IO ``SioConnection`` and its events back to the server.
-
-Heartbeat times live here but the clock is read by one server-wide loop (``_heartbeat.py``),
-never by a per-session timer task: an idle session costs no task of its own beyond its
-websocket reader.
+The state and every transition are ``engine.protocol.EioSession``'s. This object adds what
+needs I/O: the websocket the session lives on (or its upgrade probe), the event a parked poll
+waits on, and the Socket.IO state of the client (its ``SioConnection``, sockets by namespace,
+pending connects, ack callbacks). Everything the server sends goes through ``send_shared`` /
+``send_batch`` (prebuilt frames, the broadcast path) or ``send_payloads`` (anything else):
+straight into the websocket's outbox, or into the Engine.IO queue for the next poll.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from engine.protocol import EioPacket, EioPacketType, SioConnection
-from engine.transport._frames import SharedBatch, SharedFrame
+from engine.protocol import EioSession, SioConnection
 
 if TYPE_CHECKING:
-    from engine._server import SocketServer
-    from engine._socket import Socket
+    from engine.transport._frames import SharedBatch, SharedFrame
     from engine.transport._outbox import Outbox
     from engine.transport._websocket import WebSocketConn
 
-log = logging.getLogger("zapline.engine")
-
 Payload = str | bytes
+
+__all__ = ["EngineSession"]
 
 
 class EngineSession:
-    """Engine.IO state of one client; owned by ``SocketServer.sessions``."""
+    """A client of the server; owned by the Engine.IO host's ``sessions``."""
 
     __slots__ = (
         "sid",
-        "server",
+        "eio",
+        "remote",
         "ws",
         "probe",
-        "queue",
+        "out",
         "waiter",
-        "polling",
-        "closed",
-        "close_reason",
-        "next_ping",
-        "pong_deadline",
-        "opened_at",
+        "limit",
+        "on_overflow",
+        "connect_deadline",
+        "scheduled_at",
         "sio",
         "sockets",
-        "remote",
+        "connecting",
         "acks",
         "ack_counter",
-        "connecting",
-        "queued_bytes",
-        "upgrading",
-        "out",
     )
 
-    def __init__(self, sid: str, server: SocketServer, now: float, remote: str) -> None:
-        self.sid = sid
-        self.server = server
+    def __init__(
+        self,
+        eio: EioSession,
+        remote: str,
+        *,
+        limit: int,
+        on_overflow: Callable[[EngineSession], None],
+    ) -> None:
+        """Wrap ``eio``; a polling queue past ``limit`` bytes calls ``on_overflow(self)``."""
+        self.sid = eio.sid
+        self.eio = eio
+        self.remote = remote
         self.ws: WebSocketConn | None = None
         self.probe: WebSocketConn | None = None
-        self.queue: list[Payload] = []
-        self.waiter: anyio.Event | None = None
-        self.polling = False
-        self.closed = False
-        self.close_reason = ""
-        self.next_ping = now + server.options.ping_interval
-        self.pong_deadline = 0.0
-        self.opened_at = now
-        self.sio = SioConnection()
-        self.sockets: dict[str, Socket] = {}
-        self.remote = remote
-        self.acks: dict[int, object] | None = None
-        self.ack_counter = 0
-        # Sockets whose CONNECT is being authorised, by namespace. A client DISCONNECT (or a
-        # second CONNECT after it) takes the entry away, which tells the connect task to give up.
-        self.connecting: dict[str, Socket] = {}
-        self.queued_bytes = 0
-        self.upgrading = False  # the probe got its 3probe; waiting for the client's "5"
         # The websocket's outbox when its frames go out uncompressed: the broadcast loop writes
         # the shared bytes straight into it (rooms.py). None while polling or with deflate.
         self.out: Outbox | None = None
+        self.waiter: anyio.Event | None = None
+        self.limit = limit
+        self.on_overflow = on_overflow
+        self.connect_deadline = math.inf  # set by the host: close if no namespace joined by then
+        self.scheduled_at = math.inf  # the host's timer entry for this session
+        self.sio = SioConnection()
+        # Socket.IO sockets (``engine._socket.Socket``) by namespace, and those whose CONNECT
+        # is being authorised. Typed loosely: the socket module sits above this one.
+        self.sockets: dict[str, Any] = {}
+        self.connecting: dict[str, Any] = {}
+        self.acks: dict[int, Callable[..., Any]] | None = None
+        self.ack_counter = 0
+
+    def __repr__(self) -> str:
+        return f"<EngineSession {self.sid} {self.eio.state.value} from {self.remote}>"
+
+    # -- views of the Engine.IO state --------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is over."""
+        return self.eio.closed
+
+    @property
+    def close_reason(self) -> str:
+        """Why the session closed (empty while open)."""
+        return self.eio.close_reason
 
     @property
     def transport(self) -> str:
         """``"websocket"`` or ``"polling"``."""
         return "websocket" if self.ws is not None else "polling"
+
+    @property
+    def polling(self) -> bool:
+        """Whether a GET is parked on this session."""
+        return self.eio.polling
+
+    @property
+    def queue(self) -> list[Payload]:
+        """Packets waiting for the next poll (websocket form)."""
+        return self.eio.queue
+
+    @property
+    def wake_at(self) -> float:
+        """When the host's timer must look at this session next."""
+        return min(self.eio.deadline, self.connect_deadline)
+
+    def register_ack(self, callback: Callable[..., Any]) -> int:
+        """Store ``callback`` under the next ack id; return the id."""
+        if self.acks is None:
+            self.acks = {}
+        ack_id = self.ack_counter
+        self.ack_counter += 1
+        self.acks[ack_id] = callback
+        return ack_id
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -107,11 +136,7 @@ class EngineSession:
         ws = self.ws
         if ws is not None:
             return ws.write_shared(shared)
-        if self.closed:
-            return False
-        self.queue.append(text)
-        self.queued_bytes += len(text)
-        return self._queued()
+        return self._enqueue([text])
 
     def send_batch(self, texts: list[str], batch: SharedFrame | SharedBatch) -> bool:
         """Send prebuilt text packets (``batch`` holds their frames, in order).
@@ -121,11 +146,7 @@ class EngineSession:
         ws = self.ws
         if ws is not None:
             return ws.write_shared(batch)
-        if self.closed:
-            return False
-        self.queue.extend(texts)
-        self.queued_bytes += sum(map(len, texts))
-        return self._queued()
+        return self._enqueue(texts)
 
     def send_payloads(self, payloads: list[Payload]) -> bool:
         """Send Engine.IO packets given in websocket form (text packet str, binary bytes).
@@ -142,25 +163,23 @@ class EngineSession:
             for item in payloads:
                 ok = ws.write_payload(item) and ok
             return ok
-        if self.closed:
-            return False
-        self.queue.extend(payloads)
-        self.queued_bytes += sum(map(len, payloads))
-        return self._queued()
-
-    def _queued(self) -> bool:
-        # A polling client that stops polling is a slow consumer too: same bound as a websocket.
-        if self.queued_bytes > self.server.options.outbox_limit:
-            self.server.close_session(self, "slow consumer", send_close=False)
-            return False
-        self._wake()
-        return True
+        return self._enqueue(payloads)
 
     def send_message(self, sio_payloads: list[str | bytes]) -> bool:
         """Send Socket.IO packet payloads as Engine.IO MESSAGE packets."""
         return self.send_payloads([("4" + p) if isinstance(p, str) else p for p in sio_payloads])
 
-    def _wake(self) -> None:
+    def _enqueue(self, items: Sequence[Payload]) -> bool:
+        if self.eio.enqueue(items, self.limit):
+            self.wake()
+            return True
+        # A polling client that stops polling is a slow consumer too: same bound as a websocket.
+        if not self.eio.closed:
+            self.on_overflow(self)
+        return False
+
+    def wake(self) -> None:
+        """Let a parked poll look at the session again."""
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -168,79 +187,14 @@ class EngineSession:
 
     # -- long-polling ------------------------------------------------------------------------
 
-    async def poll(self) -> str:
-        """Wait for packets and return them as one long-polling body (``\\x1e``-joined)."""
-        while not self.queue and not self.closed and not self.upgrading:
-            waiter = self.waiter = anyio.Event()
-            await waiter.wait()
-        items, self.queue = self.queue, []
-        self.queued_bytes = 0
-        if self.closed:
-            if self.close_reason != "client close":
-                # Whatever was queued, the client must learn that the session is over.
-                items.append("1")
-            elif not items:
-                items = ["6"]  # the client closed it itself: a noop ends its poll loop
-        elif not items:
-            items = ["6"]  # upgrading: the client pauses polling on this noop
-        return "\x1e".join(
-            item if isinstance(item, str) else "b" + base64.b64encode(item).decode()
-            for item in items
-        )
-
-    # -- upgrade -----------------------------------------------------------------------------
-
-    def begin_upgrade(self, conn: WebSocketConn) -> bool:
-        """Register ``conn`` as the probe of a polling session; False if not allowed now."""
-        if self.closed or self.ws is not None or self.probe is not None:
-            return False
-        self.probe = conn
-        return True
-
-    def finish_upgrade(self, conn: WebSocketConn) -> None:
-        """The client sent ``5``: move the session to ``conn`` and flush the poll queue into it."""
-        self.probe = None
-        self.upgrading = False
-        self.use_websocket(conn)
-        items, self.queue = self.queue, []
-        self.queued_bytes = 0
-        for item in items:
-            if item != "6":
-                conn.write_payload(item)
-        # A poll still parked gets a noop so the client's polling loop ends cleanly.
-        if self.waiter is not None:
-            self.queue.append("6")
-            self._wake()
-
-    # -- receiving ---------------------------------------------------------------------------
-
-    def receive_packet(self, packet: EioPacket, now: float) -> None:
-        """Apply one packet from the client (any transport). Raises ``ProtocolError``."""
-        kind = packet.type
-        if kind is EioPacketType.MESSAGE:
-            self.sio.receive_message(packet.data)
-            self.server.dispatch_sio(self)
-        elif kind is EioPacketType.PONG:
-            self.pong_deadline = 0.0
-            self.next_ping = now + self.server.options.ping_interval
-        elif kind is EioPacketType.PING:
-            # Engine.IO v3 clients ping; answering is harmless and keeps them alive.
-            self.send_payloads(["3" + (packet.data if isinstance(packet.data, str) else "")])
-        elif kind is EioPacketType.CLOSE:
-            self.server.close_session(self, "client close", send_close=False)
-        elif kind is EioPacketType.NOOP:
-            pass
-        else:
-            from engine.protocol import ProtocolError
-
-            raise ProtocolError(f"unexpected Engine.IO packet from client: {kind.name}")
-
-    # -- closing -----------------------------------------------------------------------------
-
-    def mark_closed(self, reason: str) -> None:
-        """Transport-level close: wake a parked poll (it answers ``1``) and close the sockets."""
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
-        self._wake()
+    async def wait_poll(self) -> str:
+        """Wait until the parked poll can be answered; return its body (``\\x1e``-joined)."""
+        eio = self.eio
+        try:
+            while not eio.poll_ready():
+                waiter = self.waiter = anyio.Event()
+                await waiter.wait()
+        except BaseException:
+            eio.abandon_poll()  # cancelled: a later GET must not count as a second poll
+            raise
+        return eio.finish_poll()

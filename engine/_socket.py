@@ -1,18 +1,37 @@
-"""A client's connection to one namespace: the object handlers receive."""
+"""A client's connection to one namespace: the object handlers receive.
+
+A socket reaches its server only through ``SocketOwner``, the three calls it needs (rooms
+and disconnecting), so this module sits below the server in the import graph.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from engine.protocol import SioPacket, SioPacketType, encode_sio
 
 if TYPE_CHECKING:
-    from engine._server import SocketServer
     from engine._session import EngineSession
+
+
+class SocketOwner(Protocol):
+    """What a ``Socket`` asks of its server."""
+
+    def join_room(self, socket: Socket, room: str) -> None:
+        """Add ``socket`` to ``room`` of its namespace."""
+        ...
+
+    def leave_room(self, socket: Socket, room: str) -> None:
+        """Remove ``socket`` from ``room``."""
+        ...
+
+    def disconnect_socket(self, socket: Socket, reason: str, *, notify: bool) -> None:
+        """Remove ``socket`` from its namespace and rooms; run the disconnect handlers."""
+        ...
 
 
 class ConnectionRefused(Exception):
@@ -44,7 +63,7 @@ class Socket:
     )
 
     def __init__(
-        self, sid: str, namespace: str, session: EngineSession, server: SocketServer
+        self, sid: str, namespace: str, session: EngineSession, server: SocketOwner
     ) -> None:
         self.id = sid
         self.namespace = namespace
@@ -80,7 +99,7 @@ class Socket:
     ) -> int | None:
         """Emit; return the ack id (-1 without callback), or None if nothing was sent."""
         session = self.session
-        ack_id = None if callback is None else self.server.register_ack(session, callback)
+        ack_id = None if callback is None else session.register_ack(callback)
         if self.is_connecting:
             packet = SioPacket(SioPacketType.EVENT, self.namespace, [event, *args], ack_id)
             self.early.append(encode_sio(packet))
@@ -133,11 +152,11 @@ class Socket:
         # A handler that awaited past the client's departure must not leave a dead member
         # behind: nothing would ever remove it.
         if self.connected or self.is_connecting:
-            self.server.rooms.join(self, room)
+            self.server.join_room(self, room)
 
     def leave(self, room: str) -> None:
         """Leave ``room``."""
-        self.server.rooms.leave(self, room)
+        self.server.leave_room(self, room)
 
     def disconnect(self) -> None:
         """Disconnect this namespace from the server side (the client sees ``io server disconnect``)."""

@@ -86,6 +86,10 @@ class Settings:
     ping_timeout: float = 20.0
     max_payload: int = 1_000_000
     outbox_limit: int = 1 << 20
+    stall_timeout: float = 10.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 20_000
     webhook_max_bytes: int = 1 << 20
     workers: int = 32
     queue_size: int = 10_000
@@ -132,6 +136,10 @@ class Settings:
             ping_timeout=self.ping_timeout,
             max_payload=self.max_payload,
             outbox_limit=self.outbox_limit,
+            stall_timeout=self.stall_timeout,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
             cors_origins=self.allowed_origins(),
             compression=self.ws_compression,
         )
@@ -200,6 +208,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         ping_timeout=_float(env, "ZAPLINE_PING_TIMEOUT", 20.0),
         max_payload=_int(env, "ZAPLINE_MAX_PAYLOAD", 1_000_000),
         outbox_limit=_int(env, "ZAPLINE_OUTBOX_LIMIT", 1 << 20),
+        stall_timeout=_float(env, "ZAPLINE_STALL_TIMEOUT", 10.0),
+        header_timeout=_float(env, "ZAPLINE_HEADER_TIMEOUT", 10.0),
+        idle_timeout=_float(env, "ZAPLINE_IDLE_TIMEOUT", 60.0),
+        max_connections=_int(env, "ZAPLINE_MAX_CONNECTIONS", 20_000),
         webhook_max_bytes=_int(env, "ZAPLINE_WEBHOOK_MAX_BYTES", 1 << 20),
         workers=_int(env, "ZAPLINE_WORKERS", 32),
         queue_size=_int(env, "ZAPLINE_QUEUE_SIZE", 10_000),

@@ -11,8 +11,8 @@ Two suites, one port (3000 by default):
   and maxPayload, every MESSAGE sent back unchanged (text as text, binary as binary).
 
 Why a front proxy: a ``SocketServer`` serves one path and dispatches every Engine.IO MESSAGE to
-Socket.IO. The echo is a second ``SocketServer`` whose sessions bypass Socket.IO, each on a
-private loopback port; a small TCP front on the public port reads each connection's first
+Socket.IO. The echo is a bare Engine.IO host (``engine._engine.EngineIO``) whose application
+sends every message back, each on a private loopback port; a small TCP front on the public port reads each connection's first
 request line and splices the connection to the server owning that path. A connection stays
 with its first path (keep-alive requests for the other path get a 404), which is how the
 suites' clients behave. Nothing here is on the product's path.
@@ -22,23 +22,20 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 from typing import Any
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from engine import EngineOptions, Socket, SocketServer
-from engine._session import EngineSession
-from engine.protocol import EioPacket, EioPacketType, open_packet
+from engine import EngineIO, EngineOptions, EngineSession, Socket, SocketServer
 
 log = logging.getLogger("zapline.conformance")
 
 SOCKETIO_PATH = "/socket.io/"
 ENGINEIO_PATH = "/engine.io/"
 _MAX_REQUEST_LINE = 8192
+AUTH_DELAY = 0.02
 
 
 def socketio_options() -> EngineOptions:
@@ -68,17 +65,19 @@ def engineio_options() -> EngineOptions:
 # -- Socket.IO profile -------------------------------------------------------------------------
 
 
-async def _emit_when_connected(socket: Socket, event: str, *args: Any) -> None:
-    # Connect handlers run before the CONNECT reply is written, and an emit from there is
-    # dropped (the namespace is not connected yet). The handler returns, the server accepts
-    # without yielding, then this task runs: a few checkpoints are plenty.
-    for _ in range(100):
-        if socket.connected:
-            socket.emit(event, *args)
+async def _emit_auth(socket: Socket, auth: dict[str, Any]) -> None:
+    # The suite's client waits for one message at a time with a fresh listener, and its
+    # websocket library emits every message of a TCP read at once: an event written in the
+    # same read as the CONNECT reply (as an emit from the connect handler would be) is lost
+    # to it. So the event follows the reply a moment later, in a write of its own, as Node's
+    # server does by waiting for each write to drain. The first ping is pingInterval after
+    # the OPEN packet, far behind it.
+    while not socket.connected:
+        if socket.session.closed or not socket.is_connecting:
             return
-        if socket.session.closed:
-            return
-        await anyio.lowlevel.checkpoint()
+        await anyio.sleep(0.001)
+    await anyio.sleep(AUTH_DELAY)
+    socket.emit("auth", auth)
 
 
 def build_socketio_server(options: EngineOptions | None = None) -> SocketServer:
@@ -92,7 +91,7 @@ def build_socketio_server(options: EngineOptions | None = None) -> SocketServer:
 def _attach_echo_handlers(server: SocketServer, namespace: str) -> None:
     @server.on_connect(namespace)
     def echo_auth(socket: Socket, auth: dict[str, Any] | None) -> None:
-        server.spawn(_emit_when_connected, socket, "auth", auth if auth is not None else {})
+        server.spawn(_emit_auth, socket, auth if auth is not None else {})
 
     @server.on("message", namespace)
     def message(socket: Socket, *args: Any) -> None:
@@ -106,37 +105,24 @@ def _attach_echo_handlers(server: SocketServer, namespace: str) -> None:
 # -- Engine.IO echo ----------------------------------------------------------------------------
 
 
-class _EchoSession(EngineSession):
-    """An Engine.IO session whose MESSAGE packets go straight back to the client."""
+class EchoApp:
+    """The Engine.IO application of the engine.io-protocol suite: every MESSAGE goes back."""
 
-    __slots__ = ()
+    def message_received(self, session: EngineSession, data: str | bytes) -> None:
+        """Echo ``data`` as is (text as text, binary as binary)."""
+        session.send_payloads(["4" + data if isinstance(data, str) else data])
 
-    def receive_packet(self, packet: EioPacket, now: float) -> None:
-        """Echo a MESSAGE as is; anything else is ordinary Engine.IO. Raises ``ProtocolError``."""
-        if packet.type is EioPacketType.MESSAGE:
-            data = packet.data
-            self.send_payloads(["4" + data if isinstance(data, str) else data])
-            return
-        super().receive_packet(packet, now)
+    def session_closed(self, session: EngineSession, reason: str) -> None:
+        """Nothing to clean up."""
+
+    def connect_expired(self, session: EngineSession) -> bool:
+        """Bare Engine.IO has no namespaces to wait for."""
+        return False
 
 
-class EngineEchoServer(SocketServer):
-    """A bare Engine.IO server (no Socket.IO layer) that echoes every message."""
-
-    def open_session(self, remote: str) -> tuple[EngineSession, str]:
-        """Create an echo session; return it and its OPEN packet in Engine.IO text form."""
-        session = _EchoSession(secrets.token_urlsafe(15), self, anyio.current_time(), remote)
-        self.sessions[session.sid] = session
-        opts = self.options
-        upgrades = ["websocket"] if opts.allow_websocket else []
-        packet = open_packet(
-            session.sid,
-            upgrades,
-            int(opts.ping_interval * 1000),
-            int(opts.ping_timeout * 1000),
-            opts.max_payload,
-        )
-        return session, "0" + str(packet.data)
+def build_engineio_echo(options: EngineOptions | None = None) -> EngineIO:
+    """Return a bare Engine.IO host (no Socket.IO layer) that echoes every message."""
+    return EngineIO(options or engineio_options(), EchoApp())
 
 
 # -- the front: one public port, two servers ---------------------------------------------------
@@ -189,7 +175,7 @@ async def run_conformance(
     free port, which ``task_status`` reports). Raises ``OSError`` if the port cannot be bound.
     """
     sio = build_socketio_server()
-    eio = EngineEchoServer(engineio_options())
+    eio = build_engineio_echo()
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
     async with listener, anyio.create_task_group() as tg:
         sio_port = await tg.start(sio.serve, "127.0.0.1", 0)

@@ -1,7 +1,15 @@
 """Sans-IO Engine.IO v4 and Socket.IO v5: text and bytes in, packets and events out.
 
+What it offers:
+
+* codecs: ``EioPacket`` (websocket frames ``encode_ws``/``decode_ws``, long-polling bodies
+  ``encode_payload``/``decode_payload``), ``SioPacket`` (``encode_sio``, ``SioDecoder``);
+* ``EioSession``: one client's Engine.IO session as a state machine (transport, heartbeat
+  ``tick(now)``, probe and upgrade, poll payloads);
+* ``SioConnection``: one client's Socket.IO namespaces as a state machine.
+
 Nothing in this package does I/O, reads a clock or imports an async library; the transport
-feeds it what it reads and writes what it returns.
+feeds it what it reads (and the time), and writes what it returns.
 """
 
 from __future__ import annotations
@@ -15,6 +23,15 @@ from ._connection import (
     NeedData,
     SioConnection,
     SioEvent,
+)
+from ._eio_session import (
+    ClientPing,
+    EioSession,
+    EioState,
+    MessageReceived,
+    PollRefused,
+    SessionClosed,
+    Tick,
 )
 from ._engineio import (
     NOOP,
@@ -39,18 +56,25 @@ __all__ = [
     "PING_WS",
     "PONG_PROBE",
     "AckReceived",
+    "ClientPing",
     "ConnectRequest",
     "DisconnectReceived",
     "EioPacket",
     "EioPacketType",
+    "EioSession",
+    "EioState",
     "EventReceived",
+    "MessageReceived",
     "NeedData",
+    "PollRefused",
     "ProtocolError",
+    "SessionClosed",
     "SioConnection",
     "SioDecoder",
     "SioEvent",
     "SioPacket",
     "SioPacketType",
+    "Tick",
     "decode_payload",
     "decode_ws",
     "encode_payload",

@@ -39,11 +39,6 @@ def frame(payload: bytes, opcode: int = OP_TEXT, *, rsv1: bool = False) -> bytes
     return header + payload
 
 
-def text_frame(text: str) -> bytes:
-    """Return the frame of a text message."""
-    return frame(text.encode(), OP_TEXT)
-
-
 def deflate_message(payload: bytes, window_bits: int) -> bytes:
     """Compress one message for permessage-deflate without context takeover (RFC 7692 7.2.1)."""
     compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits, 8)

@@ -9,12 +9,15 @@ h11 parses requests (keep-alive, pipelining, bodies); this module only routes th
     OPTIONS {path}                                  -> CORS preflight
 
 Errors answer the Engine.IO error bodies (``{"code":N,"message":"..."}``) with status 400
-(403 for a refused origin, 413 for an oversized body), never an exception.
+(403 for a refused origin, 413 for an oversized body), never an exception. What a request
+means for a session is the host's decision (``_host.EngineHost``); this module never sees a
+session.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -24,27 +27,32 @@ import h11
 import orjson
 from wsproto.extensions import PerMessageDeflate
 
-from engine.protocol import ProtocolError, decode_payload
 from engine.transport._frames import accept_key
+from engine.transport._host import EioError
 from engine.transport._io import close_socket, recv_some, send_all
-from engine.transport._session_ws import attach_websocket
 from engine.transport._websocket import WebSocketConn
 
 if TYPE_CHECKING:
-    from engine._server import SocketServer
+    from engine.transport._host import EngineHost
 
 log = logging.getLogger("zapline.engine")
 
-# Engine.IO error codes (engine.io server's Server.errors).
-UNKNOWN_TRANSPORT = (0, "Transport unknown")
-UNKNOWN_SID = (1, "Session ID unknown")
-BAD_HANDSHAKE_METHOD = (2, "Bad handshake method")
-BAD_REQUEST = (3, "Bad request")
-FORBIDDEN = (4, "Forbidden")
-UNSUPPORTED_PROTOCOL_VERSION = (5, "Unsupported protocol version")
+UNKNOWN_TRANSPORT = EioError.UNKNOWN_TRANSPORT
+BAD_HANDSHAKE_METHOD = EioError.BAD_HANDSHAKE_METHOD
+BAD_REQUEST = EioError.BAD_REQUEST
+FORBIDDEN = EioError.FORBIDDEN
+UNSUPPORTED_PROTOCOL_VERSION = EioError.UNSUPPORTED_PROTOCOL_VERSION
 
 _TEXT = b"text/plain; charset=UTF-8"
 _JSON = b"application/json"
+
+
+class _TimedOut(Exception):
+    """A request (or the wait for one) ran past its deadline; ``idle`` if nothing had come."""
+
+    def __init__(self, idle: bool) -> None:
+        super().__init__("idle" if idle else "request")
+        self.idle = idle
 
 
 class _Request:
@@ -58,23 +66,34 @@ class _Request:
         self.headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
 
 
-async def handle_connection(server: SocketServer, sock: socket.socket, remote: str) -> None:
+async def handle_connection(host: EngineHost, sock: socket.socket, remote: str) -> None:
     """Serve one accepted TCP connection until it closes or becomes a websocket.
 
     An upgraded socket is handed to the server's reactor and this returns at once, so the
     HTTP parser, the request and this task's frames are freed for the websocket's lifetime.
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    options = host.options
+    stats = host.listener_stats
     upgraded = False
+    fresh = True
     try:
         while True:
-            event = await _next_event(conn, sock)
+            # The first request has header_timeout from the accept; a kept-alive connection
+            # may idle idle_timeout, then its request has header_timeout from its first byte.
+            event = await _next_event(
+                conn,
+                sock,
+                anyio.current_time() + (options.header_timeout if fresh else options.idle_timeout),
+                restart_after=None if fresh else options.header_timeout,
+            )
+            fresh = False
             if isinstance(event, h11.ConnectionClosed) or event is None:
                 return
             if not isinstance(event, h11.Request):
                 return
             request = _Request(event)
-            upgraded = await _route(server, conn, sock, request, remote)
+            upgraded = await _route(host, conn, sock, request, remote)
             if upgraded:
                 return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
@@ -83,6 +102,12 @@ async def handle_connection(server: SocketServer, sock: socket.socket, remote: s
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+    except _TimedOut as exc:
+        if exc.idle:
+            stats.idle_timeouts += 1
+        else:
+            stats.header_timeouts += 1
+            log.info("request from %s not complete within %s s", remote, options.header_timeout)
     except h11.RemoteProtocolError as exc:
         log.info("bad HTTP from %s: %s", remote, exc)
         await _try_send_error(conn, sock, exc.error_status_hint, BAD_REQUEST)
@@ -94,14 +119,32 @@ async def handle_connection(server: SocketServer, sock: socket.socket, remote: s
         log.exception("connection from %s failed", remote)
     finally:
         if not upgraded:
+            stats.open -= 1
             close_socket(sock)
 
 
-async def _next_event(conn: h11.Connection, sock: socket.socket) -> h11.Event | None:
+async def _next_event(
+    conn: h11.Connection,
+    sock: socket.socket,
+    deadline: float = math.inf,
+    *,
+    restart_after: float | None = None,
+) -> h11.Event | None:
+    """Return h11's next event, reading as needed until ``deadline``.
+
+    ``restart_after``: the deadline was an idle one; once the first byte arrives, the rest
+    must come within this many seconds. Raises ``_TimedOut`` past the deadline.
+    """
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            data = await recv_some(sock)
+            with anyio.CancelScope(deadline=deadline) as scope:
+                data = await recv_some(sock)
+            if scope.cancelled_caught:
+                raise _TimedOut(idle=restart_after is not None)
+            if restart_after is not None and data:
+                deadline = anyio.current_time() + restart_after
+                restart_after = None
             conn.receive_data(data)
             continue
         if event is h11.PAUSED:
@@ -109,12 +152,18 @@ async def _next_event(conn: h11.Connection, sock: socket.socket) -> h11.Event | 
         return event  # type: ignore[return-value]
 
 
-async def _read_body(conn: h11.Connection, sock: socket.socket, limit: int) -> bytes | None:
-    """Return the request body, or None if it exceeds ``limit``."""
+async def _read_body(
+    conn: h11.Connection, sock: socket.socket, limit: int, within: float
+) -> bytes | None:
+    """Return the request body, or None if it exceeds ``limit``.
+
+    Raises ``_TimedOut`` if it does not arrive within ``within`` seconds.
+    """
     parts: list[bytes] = []
     size = 0
+    deadline = anyio.current_time() + within
     while True:
-        event = await _next_event(conn, sock)
+        event = await _next_event(conn, sock, deadline)
         if isinstance(event, h11.Data):
             size += len(event.data)
             if size > limit:
@@ -126,12 +175,12 @@ async def _read_body(conn: h11.Connection, sock: socket.socket, limit: int) -> b
             raise h11.RemoteProtocolError("connection closed in the middle of a body")
 
 
-def _cors_headers(server: SocketServer, request: _Request) -> list[tuple[bytes, bytes]] | None:
+def _cors_headers(host: EngineHost, request: _Request) -> list[tuple[bytes, bytes]] | None:
     """CORS headers for ``request``, or None if its origin is refused."""
     origin = request.headers.get("origin")
     if origin is None:
         return []
-    allowed = server.options.cors_origins
+    allowed = host.options.cors_origins
     if not allowed or "*" in allowed or origin in allowed:
         return [
             (b"access-control-allow-origin", origin.encode("latin-1")),
@@ -165,16 +214,16 @@ async def _respond(
 async def _error(
     conn: h11.Connection,
     sock: socket.socket,
-    error: tuple[int, str],
+    error: EioError,
     status: int = 400,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    body = orjson.dumps({"code": error[0], "message": error[1]})
+    body = orjson.dumps({"code": error.code, "message": error.message})
     await _respond(conn, sock, status, body, _JSON, extra)
 
 
 async def _try_send_error(
-    conn: h11.Connection, sock: socket.socket, status: int, error: tuple[int, str]
+    conn: h11.Connection, sock: socket.socket, status: int, error: EioError
 ) -> None:
     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
         try:
@@ -184,20 +233,20 @@ async def _try_send_error(
 
 
 async def _route(
-    server: SocketServer, conn: h11.Connection, sock: socket.socket, request: _Request, remote: str
+    host: EngineHost, conn: h11.Connection, sock: socket.socket, request: _Request, remote: str
 ) -> bool:
     """Answer one request; return True if the socket became a websocket (and is done)."""
-    options = server.options
+    options = host.options
     # Only POST carries a body; every other request is read to its end here, so keep-alive
     # works (h11 starts the next cycle only once both sides are DONE) and an upgrade request
     # reaches the PAUSED state h11 expects before the 101.
-    if request.method != "POST" and await _read_body(conn, sock, 0) is None:
+    if request.method != "POST" and await _read_body(conn, sock, 0, options.header_timeout) is None:
         await _error(conn, sock, BAD_REQUEST, 400)
         return False
     if request.path not in (options.path, options.path.rstrip("/")):
         await _respond(conn, sock, 404, b'{"error":"not found"}', _JSON)
         return False
-    cors = _cors_headers(server, request)
+    cors = _cors_headers(host, request)
     if cors is None:
         log.info("refused origin %r from %s", request.headers.get("origin"), remote)
         await _error(conn, sock, FORBIDDEN, 403)
@@ -227,7 +276,7 @@ async def _route(
         if request.headers.get("upgrade", "").lower() != "websocket":
             await _error(conn, sock, BAD_REQUEST, 400, cors)
             return False
-        return await _upgrade(server, conn, sock, request, remote)
+        return await _upgrade(host, conn, sock, request, remote)
     if transport != "polling" or not options.allow_polling:
         await _error(conn, sock, UNKNOWN_TRANSPORT, 400, cors)
         return False
@@ -236,58 +285,46 @@ async def _route(
         if request.method != "GET":
             await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
             return False
-        _, handshake = server.open_session(remote)
+        handshake = host.open_polling(remote)
         await _respond(conn, sock, 200, handshake.encode(), _TEXT, cors)
         return False
-    session = server.sessions.get(sid)
-    if session is None or session.ws is not None:
-        await _error(conn, sock, UNKNOWN_SID if session is None else BAD_REQUEST, 400, cors)
-        return False
     if request.method == "GET":
-        if session.polling:
-            server.close_session(session, "transport error", send_close=False)
-            await _error(conn, sock, BAD_REQUEST, 400, cors)
-            return False
-        session.polling = True
-        try:
-            body = await session.poll()
-        finally:
-            session.polling = False
-        await _respond(conn, sock, 200, body.encode(), _TEXT, cors)
+        answer = await host.poll(sid)
+        if isinstance(answer, EioError):
+            await _error(conn, sock, answer, 400, cors)
+        else:
+            await _respond(conn, sock, 200, answer.encode(), _TEXT, cors)
         return False
     if request.method == "POST":
-        raw = await _read_body(conn, sock, options.max_payload)
+        refused = host.check_post(sid)
+        if refused is not None:
+            await _error(conn, sock, refused, 400, cors)
+            return False
+        raw = await _read_body(conn, sock, options.max_payload, options.header_timeout)
+        refused = host.post(sid, raw)
         if raw is None:
-            server.close_session(session, "message too big", send_close=True)
             await _respond(
                 conn, sock, 413, b'{"code":3,"message":"Payload too large"}', _JSON, cors
             )
-            return False
-        try:
-            packets = decode_payload(raw.decode())
-            now = anyio.current_time()
-            for packet in packets:
-                session.receive_packet(packet, now)
-        except (ProtocolError, UnicodeDecodeError) as exc:
-            log.info("bad polling payload from %s (session %s): %s", remote, sid, exc)
-            server.close_session(session, "parse error", send_close=True)
-            await _error(conn, sock, BAD_REQUEST, 400, cors)
-            return False
-        await _respond(conn, sock, 200, b"ok", b"text/html", cors)
+        elif refused is not None:
+            log.info("bad polling payload from %s (session %s)", remote, sid)
+            await _error(conn, sock, refused, 400, cors)
+        else:
+            await _respond(conn, sock, 200, b"ok", b"text/html", cors)
         return False
     await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
     return False
 
 
 def _negotiate_deflate(
-    server: SocketServer, request: _Request
+    host: EngineHost, request: _Request
 ) -> tuple[list[PerMessageDeflate] | None, str | None]:
-    if not server.options.compression:
+    if not host.options.compression:
         return None, None
     offer = request.headers.get("sec-websocket-extensions", "")
     for item in offer.split(","):
         if item.strip().startswith("permessage-deflate"):
-            bits = server.options.compression_window_bits
+            bits = host.options.compression_window_bits
             ext = PerMessageDeflate(
                 client_no_context_takeover=True,
                 server_no_context_takeover=True,
@@ -306,20 +343,19 @@ def _negotiate_deflate(
 
 
 async def _upgrade(
-    server: SocketServer, conn: h11.Connection, sock: socket.socket, request: _Request, remote: str
+    host: EngineHost, conn: h11.Connection, sock: socket.socket, request: _Request, remote: str
 ) -> bool:
     key = request.headers.get("sec-websocket-key")
     if not key or request.headers.get("sec-websocket-version") != "13":
         await _error(conn, sock, BAD_REQUEST, 400)
         return False
     sid = request.query.get("sid")
-    session = None
     if sid is not None:
-        session = server.sessions.get(sid)
-        if session is None or session.ws is not None or session.probe is not None:
-            await _error(conn, sock, UNKNOWN_SID if session is None else BAD_REQUEST, 400)
+        refused = host.websocket_sid(sid)
+        if refused is not None:
+            await _error(conn, sock, refused, 400)
             return False
-    extensions, ext_header = _negotiate_deflate(server, request)
+    extensions, ext_header = _negotiate_deflate(host, request)
     headers = [
         (b"upgrade", b"websocket"),
         (b"connection", b"Upgrade"),
@@ -329,16 +365,26 @@ async def _upgrade(
         headers.append((b"sec-websocket-extensions", ext_header.encode()))
     await send_all(sock, conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
     trailing, _closed = conn.trailing_data
-    options = server.options
+    options = host.options
+    if options.send_buffer > 0:
+        # Bound what the kernel holds for a peer that stops reading: the outbox limit is
+        # then what a stalled client costs, not megabytes of autotuned buffer on top.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, options.send_buffer)
     ws = WebSocketConn(
         sock,
-        server.reactor,
+        host.reactor,
+        stats=host.listener_stats,
+        stall_timeout=options.stall_timeout,
         outbox_limit=options.outbox_limit,
         max_size=options.max_payload,
-        spawn=server.spawn,
+        spawn=host.spawn,
         extensions=extensions,  # type: ignore[arg-type]
         window_bits=options.compression_window_bits,
         threshold=options.compression_threshold,
     )
-    attach_websocket(server, ws, session, remote, bytes(trailing))
+    if sid is None:
+        host.open_websocket(ws, remote)
+    else:
+        host.attach_probe(ws, sid)
+    ws.start(bytes(trailing))
     return True

@@ -12,7 +12,9 @@ pending, later writes append behind it, which keeps the byte order.
 
 Pending bytes are bounded by ``limit``; a connection past it is a slow consumer: the outbox
 drops what is pending, refuses further writes and calls ``on_overflow`` (the owner closes the
-connection). Nothing here ever waits on a slow peer on behalf of the broadcaster.
+connection). So is one that takes nothing at all for ``stall_timeout`` while bytes wait
+(``stalled`` is then set): a peer that stopped reading is cut off in bounded time even when
+little is sent to it. Nothing here ever waits on a slow peer on behalf of the broadcaster.
 
 A graceful close (``finish``) is the other way out: the last frame (the websocket close) goes
 behind whatever is pending, later writes are refused, and the socket is half-closed once the
@@ -27,6 +29,7 @@ path is a plain ``send`` and never an await.
 
 from __future__ import annotations
 
+import math
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -46,7 +49,9 @@ class Outbox:
         "_spawn",
         "_on_overflow",
         "_dropped",
+        "_stall_timeout",
         "closed",
+        "stalled",
     )
 
     def __init__(
@@ -56,6 +61,7 @@ class Outbox:
         limit: int,
         spawn: Callable[..., Any],
         on_overflow: Callable[[], None],
+        stall_timeout: float = math.inf,
     ) -> None:
         self._sock = sock
         self._pending: deque[bytes] | None = None
@@ -64,7 +70,9 @@ class Outbox:
         self._spawn = spawn
         self._on_overflow = on_overflow
         self._dropped = False  # pending bytes were thrown away: nothing more goes out
+        self._stall_timeout = stall_timeout
         self.closed = False  # no more writes accepted (pending ones may still drain)
+        self.stalled = False  # closed because the peer took nothing for stall_timeout
 
     @property
     def pending_bytes(self) -> int:
@@ -134,9 +142,14 @@ class Outbox:
         try:
             while pending and not self._dropped:
                 try:
-                    await anyio.wait_writable(sock)
+                    with anyio.move_on_after(self._stall_timeout) as waited:
+                        await anyio.wait_writable(sock)
                 except (anyio.ClosedResourceError, OSError, ValueError):
                     self.close()
+                    return
+                if waited.cancelled_caught:
+                    self.stalled = True
+                    self._overflow()
                     return
                 if self._dropped:
                     return

@@ -31,15 +31,42 @@ import logging
 import math
 import select
 import selectors
+import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-if TYPE_CHECKING:
-    from engine.transport._websocket import WebSocketConn
-
 log = logging.getLogger("zapline.engine")
+
+
+class Readable(Protocol):
+    """What the reactor needs of a connection (``_websocket.C``)."""
+
+    @property
+    def sock(self) -> socket.socket:
+        """The connection's socket."""
+        ...
+
+    @property
+    def remote(self) -> str:
+        """The peer, for logs."""
+        ...
+
+    def on_readable(self) -> None:
+        """Read once and act on it; never blocks."""
+        ...
+
+    def on_deadline(self) -> None:
+        """The connection's deadline passed."""
+        ...
+
+    def end(self, reason: str) -> None:
+        """Close the connection for ``reason``; idempotent."""
+        ...
+
+
+C = TypeVar("C", bound=Readable)
 
 # Sockets read per round before the loop yields to the event loop again.
 _BATCH = 256
@@ -93,40 +120,52 @@ class _Poller:
             self._selector.close()
 
 
-class Reactor:
+class Reactor(Generic[C]):
     """Reads every registered websocket from one task (``run``)."""
 
-    __slots__ = ("_poller", "_conns", "_deadlines", "_wait", "on_message", "on_end")
+    __slots__ = (
+        "_poller",
+        "_conns",
+        "_deadlines",
+        "_wait",
+        "on_message",
+        "on_end",
+        "on_overflow",
+    )
 
     def __init__(
         self,
-        on_message: Callable[[WebSocketConn, str | bytes], None],
-        on_end: Callable[[WebSocketConn, str], None],
+        on_message: Callable[[C, str | bytes], None],
+        on_end: Callable[[C, str], None],
+        on_overflow: Callable[[C], None],
     ) -> None:
+        """Callbacks: a complete message, the connection's end (once, with why), and a
+        connection whose outbox overflowed (the owner closes it as a slow consumer)."""
         self._poller = _Poller()
-        self._conns: dict[int, WebSocketConn] = {}
-        self._deadlines: dict[WebSocketConn, float] = {}
+        self._conns: dict[int, C] = {}
+        self._deadlines: dict[C, float] = {}
         self._wait: anyio.CancelScope | None = None
         self.on_message = on_message
         self.on_end = on_end
+        self.on_overflow = on_overflow
 
     def __len__(self) -> int:
         return len(self._conns)
 
-    def add(self, conn: WebSocketConn) -> None:
+    def add(self, conn: C) -> None:
         """Start reading ``conn``. Raises ``OSError`` if its socket is already closed."""
         fd = conn.sock.fileno()
         self._poller.register(fd)
         self._conns[fd] = conn
 
-    def drop(self, conn: WebSocketConn, fd: int) -> None:
+    def drop(self, conn: C, fd: int) -> None:
         """Stop reading ``conn`` (registered under ``fd``); call before closing its socket."""
         if self._conns.get(fd) is conn:
             del self._conns[fd]
             self._poller.unregister(fd)
         self._deadlines.pop(conn, None)
 
-    def set_deadline(self, conn: WebSocketConn, deadline: float, *, extend: bool) -> None:
+    def set_deadline(self, conn: C, deadline: float, *, extend: bool) -> None:
         """End ``conn`` at ``deadline`` (only ever earlier, unless ``extend``; inf: never)."""
         current = self._deadlines.get(conn, math.inf)
         if not extend:

@@ -7,11 +7,13 @@ same prebuilt bytes to every connection, which a per-connection encoder could no
 There is no task per connection: the server's ``Reactor`` calls ``on_readable`` when the socket
 has bytes, and everything from there (parsing, the Engine.IO packet, the Socket.IO event) runs
 synchronously. The connection ends exactly once, through ``end``, which tells the reactor's
-``on_end`` why.
+``on_end`` why. What the connection carries (an Engine.IO session, a probe) is the host's
+business: ``session`` is an opaque slot for it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from engine.transport import _frames
@@ -30,7 +33,7 @@ from engine.transport._outbox import Outbox
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from engine._session import EngineSession
+    from engine.transport._listener import ListenerStats
     from engine.transport._reactor import Reactor
 
 log = logging.getLogger("zapline.engine")
@@ -43,8 +46,49 @@ class MessageTooBig(Exception):
     """A message exceeded maxPayload."""
 
 
+class _SizeGuard(Extension):
+    """Refuses a frame as soon as its header announces more than ``max_size`` bytes.
+
+    wsproto calls every extension with each frame's header before it reads the payload, so
+    a client announcing 50 MB is answered with 1009 at once instead of after the first
+    megabyte (and never after reading the rest). It keeps no state, so one guard serves
+    every connection (``_size_guard``): a message split in fragments, or compressed, is
+    checked by its total as its data arrives (``WebSocketConn._events``).
+    """
+
+    name = "zapline-size-guard"
+
+    def __init__(self, max_size: int) -> None:
+        self._max = max_size
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool | str:
+        return False  # never negotiated: it only looks at what arrives
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        if payload_length > self._max and not opcode.iscontrol():
+            raise MessageTooBig
+        return _NO_RSV
+
+
+_NO_RSV = RsvBits(False, False, False)
+
+
+@functools.lru_cache(maxsize=8)
+def _size_guard(max_size: int) -> _SizeGuard:
+    return _SizeGuard(max_size)
+
+
 class WebSocketConn:
-    """One upgraded socket. ``session`` is set once the Engine.IO session is bound to it."""
+    """One upgraded socket. ``session`` and ``remote`` are the host's: set once it binds a session."""
 
     __slots__ = (
         "sock",
@@ -54,6 +98,7 @@ class WebSocketConn:
         "window_bits",
         "closed",
         "session",
+        "remote",
         "_reactor",
         "_fd",
         "_ws",
@@ -62,13 +107,16 @@ class WebSocketConn:
         "_max_size",
         "_linger",
         "_ended",
+        "_stats",
     )
 
     def __init__(
         self,
         sock: socket.socket,
-        reactor: Reactor,
+        reactor: Reactor[WebSocketConn],
         *,
+        stats: ListenerStats,
+        stall_timeout: float,
         outbox_limit: int,
         max_size: int,
         spawn: Callable[..., object],
@@ -77,25 +125,30 @@ class WebSocketConn:
         threshold: int,
     ) -> None:
         self.sock = sock
-        self.outbox = Outbox(sock, limit=outbox_limit, spawn=spawn, on_overflow=self._on_overflow)
+        self.outbox = Outbox(
+            sock,
+            limit=outbox_limit,
+            spawn=spawn,
+            on_overflow=self._on_overflow,
+            stall_timeout=stall_timeout,
+        )
+        self._stats = stats
         self.deflate = bool(extensions)
         self.threshold = threshold
         self.window_bits = window_bits
         self.closed = False
-        self.session: EngineSession | None = None
+        self.session: object | None = None
+        self.remote = "?"
         self._reactor = reactor
         self._fd = sock.fileno()
-        self._ws = Connection(ConnectionType.SERVER, extensions=extensions)
+        self._ws = Connection(
+            ConnectionType.SERVER, extensions=[*(extensions or ()), _size_guard(max_size)]
+        )
         self._parts: list[str] | list[bytes] | None = None  # a fragmented message so far
         self._size = 0
         self._max_size = max_size
         self._linger: str | None = None  # we closed after an error: discard input, end later
         self._ended = False
-
-    @property
-    def remote(self) -> str:
-        """The peer's address as the session knows it (``"?"`` before a session is bound)."""
-        return self.session.remote if self.session is not None else "?"
 
     def start(self, trailing: bytes = b"") -> None:
         """Hand the socket to the reactor; ``trailing`` bytes came with the upgrade request."""
@@ -139,11 +192,10 @@ class WebSocketConn:
             self._reactor.set_deadline(self, deadline, extend=extend)
 
     def _on_overflow(self) -> None:
-        session = self.session
-        if session is not None:
-            session.server.close_session(session, "slow consumer", send_close=False)
-        else:
-            self.abort()
+        if self.outbox.stalled:
+            self._stats.stalled += 1
+        # The host closes what rides on this connection (and then this connection).
+        self._reactor.on_overflow(self)
 
     def abort(self) -> None:
         """Drop the connection at once (no close handshake)."""
@@ -154,6 +206,7 @@ class WebSocketConn:
         if self._ended:
             return
         self._ended = True
+        self._stats.open -= 1
         self.closed = True
         self.outbox.close()
         self._reactor.drop(self, self._fd)
@@ -190,6 +243,7 @@ class WebSocketConn:
             self._ws.receive_data(data)
             reason = self._events()
         except MessageTooBig:
+            self._stats.oversized_messages += 1
             self._fail(1009, "message too big", "message too big")
             return
         except (LocalProtocolError, RemoteProtocolError) as exc:

@@ -111,15 +111,39 @@ async def test_upgrade_of_unknown_sid_is_refused() -> None:
             await WsClient.connect(port, "EIO=4&transport=websocket&sid=nobody")
 
 
-async def test_second_probe_is_refused() -> None:
+async def test_second_probe_is_accepted_then_closed() -> None:
     server = SocketServer()
     async with running(server) as port:
         sid, _ = await polling_open(port)
         first = await WsClient.connect(port, f"EIO=4&transport=websocket&sid={sid}")
         await wait_until(lambda: server.sessions[sid].probe is not None)
-        with pytest.raises(AssertionError, match="400"):
-            await WsClient.connect(port, f"EIO=4&transport=websocket&sid={sid}")
+        second = await WsClient.connect(port, f"EIO=4&transport=websocket&sid={sid}")
+        assert await second.expect_closed() == 1000
+        # The first probe is untouched: it still upgrades the session.
+        await first.send("2probe")
+        assert await first.recv() == "3probe"
+        await first.send("5")
+        await wait_until(lambda: server.sessions[sid].transport == "websocket")
         await first.aclose()
+
+
+async def test_websocket_with_the_sid_of_an_upgraded_session_is_closed() -> None:
+    """Issue 10, behaviour 2: HTTP 101 then a close; the upgraded connection keeps working."""
+    server = SocketServer()
+    async with running(server) as port:
+        sid, _ = await polling_open(port)
+        ws = await WsClient.connect(port, f"EIO=4&transport=websocket&sid={sid}")
+        await ws.send("2probe")
+        assert await ws.recv() == "3probe"
+        await ws.send("5")
+        await wait_until(lambda: server.sessions[sid].transport == "websocket")
+        extra = await WsClient.connect(port, f"EIO=4&transport=websocket&sid={sid}")
+        assert await extra.expect_closed() == 1000
+        await ws.send("40")
+        reply = await ws.recv()
+        assert isinstance(reply, str) and reply.startswith("40{"), reply
+        assert server.sessions[sid].transport == "websocket"
+        await ws.aclose()
 
 
 async def test_probe_that_never_sends_upgrade_times_out() -> None:

@@ -305,3 +305,55 @@ async def test_client_close_over_polling_answers_noop(port: int, http: httpx.Asy
         await http.post(polling_url(port, SIO, sid), content=b"1")
     assert (results["poll"].status_code, results["poll"].text) == (200, "6")
     assert (await http.get(polling_url(port, SIO, sid))).status_code == 400
+
+
+# -- issue 10: the behaviours the state machine fixed ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", [SIO, EIO])
+async def test_silent_polling_client_is_closed_for_get_and_post(
+    port: int, http: httpx.AsyncClient, path: str
+) -> None:
+    """Behaviour 1: past pingInterval + pingTimeout without a PONG, the sid answers 400."""
+    sid = await open_polling(http, port, path)
+    await anyio.sleep(0.3 + 0.2 + 0.02)
+    assert (await http.post(polling_url(port, path, sid), content=b"3")).status_code == 400
+    assert (await http.get(polling_url(port, path, sid))).status_code == 400
+
+
+@pytest.mark.parametrize("path", [SIO, EIO])
+async def test_poll_racing_the_client_close_gets_a_noop(
+    port: int, http: httpx.AsyncClient, path: str
+) -> None:
+    """Behaviour 4: the close packet overtook the poll; the poll still answers 200 "6"."""
+    sid = await open_polling(http, port, path)
+    assert (await http.post(polling_url(port, path, sid), content=b"1")).status_code == 200
+    poll = await http.get(polling_url(port, path, sid))
+    assert (poll.status_code, poll.text) == (200, "6")
+    assert (await http.get(polling_url(port, path, sid))).status_code == 400
+
+
+async def test_first_ping_follows_the_open_packet_by_ping_interval(port: int) -> None:
+    """Behaviour 3: a per-session schedule, so the connect's event comes before any ping."""
+    opened = []
+    pinged = []
+    sockets = []
+    for _ in range(2):
+        ws = await RawWebSocket.connect(port, WS_SIO)
+        _handshake(await ws.receive())
+        opened.append(anyio.current_time())
+        sockets.append(ws)
+        await anyio.sleep(0.12)  # the second session opens well inside the first's interval
+    for ws in sockets:
+        await ws.send("40")
+        reply = await ws.receive()
+        assert isinstance(reply, str) and reply.startswith("40{"), reply
+        assert await ws.receive() == '42["auth",{}]'  # not overtaken by a ping
+    for ws in sockets:
+        assert await ws.receive() == "2"
+        pinged.append(anyio.current_time())
+        await ws.send("3")
+    for start, ping in zip(opened, pinged, strict=True):
+        assert 0.3 - 0.01 <= ping - start < 0.3 + 0.1, (opened, pinged)
+    for ws in sockets:
+        await ws.aclose()

@@ -11,7 +11,6 @@ import anyio
 import pytest
 
 from engine import EngineOptions, Socket, SocketServer
-from engine.protocol import EioPacket, EioPacketType
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +54,7 @@ async def test_emit_from_connect_handler_reaches_client(server: SocketServer) ->
         socket.emit("hello", "from connect")
 
     session, _ = server.open_session("test")
-    session.receive_packet(EioPacket(EioPacketType.MESSAGE, "0"), anyio.current_time())
+    server.message_received(session, "0")
     for _ in range(200):  # the connect handler runs in a task of its own
         if session.sockets:
             break
