@@ -141,14 +141,21 @@ def encode_sio(packet: SioPacket) -> list[str | bytes]:
     return [_head(_PREFIXES[packet.type], packet.namespace, packet.id) + body]
 
 
-def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
+# orjson encodes at most 254 levels of nesting; deeper data could never be sent anyway, and
+# walking it by recursion would end in a RecursionError instead of the documented TypeError.
+_MAX_DEPTH = 254
+
+
+def _deconstruct(data: Any, buffers: list[bytes], depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise TypeError(f"data nested deeper than {_MAX_DEPTH} levels cannot be encoded")
     if isinstance(data, (bytes, bytearray, memoryview)):
         buffers.append(bytes(data))
         return {"_placeholder": True, "num": len(buffers) - 1}
     if isinstance(data, (list, tuple)):
-        return [_deconstruct(item, buffers) for item in data]
+        return [_deconstruct(item, buffers, depth + 1) for item in data]
     if isinstance(data, dict):
-        return {key: _deconstruct(value, buffers) for key, value in data.items()}
+        return {key: _deconstruct(value, buffers, depth + 1) for key, value in data.items()}
     return data
 
 

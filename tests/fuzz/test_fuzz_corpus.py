@@ -16,13 +16,7 @@ from _fuzz_targets import TARGETS
 CORPUS = Path(__file__).parent / "corpus"
 
 # "<target>/<file name>" -> why it still fails; the fix removes the line.
-KNOWN_CRASHES: dict[str, str] = {
-    "sio_decoder/crash-deep-nesting-encode-sio": (
-        "engine/protocol: the decoder accepts JSON nested up to orjson's 1024 levels, but"
-        " encode_sio of such a packet (~900 levels) raises RecursionError from _deconstruct"
-        " instead of the TypeError it documents"
-    ),
-}
+KNOWN_CRASHES: dict[str, str] = {}
 
 
 def _inputs() -> list[object]:
