@@ -271,6 +271,7 @@ class Desk:
             content=msg.content,
             metadata=msg.metadata,
             timestamp=msg.timestamp,
+            error=msg.error,
         )
         # Group commit: the messages the other workers are storing right now share this
         # commit (they are for other conversations: a conversation's jobs run one at a time).

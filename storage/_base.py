@@ -306,12 +306,14 @@ class Storage(ABC):
         content: str | None,
         metadata: dict[str, Any],
         timestamp: datetime,
+        error: dict[str, Any] | None = None,
     ) -> InboundResult:
         """Store one inbound WhatsApp message in ONE transaction; return what was done.
 
         The same as, in order: ``upsert_contact(tenant_id, phone_number, contact_name)``,
         ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
-        (direction "inbound", status "DELIVERED"; ``content`` None is stored as "") and, only
+        (direction "inbound", status "DELIVERED"; ``content`` None is stored as ""; ``error``,
+        what WhatsApp reported about the message, as its error) and, only
         when the message is new, ``touch_conversation(conversation.id, timestamp)`` — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
@@ -349,6 +351,7 @@ class Storage(ABC):
                     content=record.content,
                     metadata=record.metadata,
                     timestamp=record.timestamp,
+                    error=record.error,
                 )
             except Exception as exc:  # kept, so one record cannot cancel the others
                 results[index] = exc

@@ -37,7 +37,7 @@ _CONTACT: Final = (
 _MESSAGE: Final = (
     "WITH conv AS (SELECT id FROM conversations WHERE tenant_id = $1 AND contact_id = $2),"
     f" ins AS (INSERT INTO messages ({r.MESSAGE_COLS}) VALUES ($3, $1, (SELECT id FROM conv),"
-    " $2, $4, 'inbound', $5, $6, $7, $8, NULL, $9, $10)"
+    " $2, $4, 'inbound', $5, $6, $7, $8, $11, $9, $10)"
     " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
     f" RETURNING {r.MESSAGE_COLS}),"
     " touched AS (UPDATE conversations SET updated_at = $10,"
@@ -71,7 +71,8 @@ def inbound(record: InboundRecord, now: datetime) -> Steps[InboundResult]:
     k = yield one(_CONTACT, *contact, new_id(), record.account_id)
     body = (record.type, record.content or "", record.metadata, INBOUND_STATUS)
     row = yield one(
-        _MESSAGE, tenant_id, k[0], message_id, wamid, *body, as_utc(record.timestamp), now
+        _MESSAGE,
+        *(tenant_id, k[0], message_id, wamid, *body, as_utc(record.timestamp), now, record.error),
     )
     if row is None:
         row = yield one(_REPLAY, tenant_id, k[0], wamid)

@@ -180,6 +180,8 @@ class InboundRecord:
     content: str | None
     metadata: dict[str, Any]
     timestamp: datetime
+    error: dict[str, Any] | None = None
+    """What WhatsApp reported about the message (its ``errors[]``), stored as its ``error``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,6 +290,7 @@ class SQLStorage(Storage):
         content: str | None,
         metadata: dict[str, Any],
         timestamp: datetime,
+        error: dict[str, Any] | None = None,
     ) -> InboundResult:
         record = InboundRecord(
             tenant_id,
@@ -301,6 +302,7 @@ class SQLStorage(Storage):
             content,
             metadata,
             timestamp,
+            error,
         )
         return await self._run(self._inbound(record, c.utcnow()))
 

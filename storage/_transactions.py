@@ -105,7 +105,7 @@ def inbound(record: InboundRecord, now: datetime, d: Dialect) -> Steps[InboundRe
     )
     keys = (new_id(), tenant_id, conversation_id, who[0], record.whatsapp_message_id)
     body = ("inbound", record.type, record.content or "", record.metadata, INBOUND_STATUS)
-    row, inserted = yield from write_message((*keys, *body, None, when, now))
+    row, inserted = yield from write_message((*keys, *body, record.error, when, now))
     if inserted:
         yield run(TOUCH_CONVERSATION, now, when, when, conversation_id)
     conversation = yield one(_SELECT_CONVERSATION_BY_ID, conversation_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ._content import message_content
+from ._content import error_summary, message_content
 
 __all__ = [
     "InboundMessage",
@@ -31,6 +31,8 @@ __all__ = [
 
 _OBJECT = "whatsapp_business_account"
 
+# Every inbound type Meta documents, by name. A type not listed here (one Meta adds later) is
+# stored as UNSUPPORTED with the original object in metadata: never lost.
 _MESSAGE_TYPES = {
     "text": "TEXT",
     "image": "IMAGE",
@@ -43,6 +45,15 @@ _MESSAGE_TYPES = {
     "contacts": "CONTACTS",
     "interactive": "INTERACTIVE",
     "button": "BUTTON",
+    "order": "ORDER",
+    "system": "SYSTEM",
+    # The customer opened the chat for the first time (no text: the business may greet).
+    "request_welcome": "SYSTEM",
+    # Meta could not deliver the message to us; ``errors`` says why.
+    "unsupported": "UNSUPPORTED",
+    # Coexistence (WhatsApp Business app) numbers: an edit or deletion of an earlier message.
+    "edit": "UNSUPPORTED",
+    "revoke": "UNSUPPORTED",
 }
 
 # "played" is what Meta reports when a voice message was listened to: for a desk that is a read.
@@ -77,6 +88,8 @@ class InboundMessage:
     type: str
     content: str  # the readable text; '' when the message has none (media without caption)
     metadata: dict[str, Any]
+    error: dict[str, Any] | None = None
+    """What WhatsApp reported about this message (``errors[]``): {code, title, details}."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,20 +288,58 @@ def _message(
         return None
     kind = raw.get("type")
     mtype = _MESSAGE_TYPES.get(kind, "UNSUPPORTED") if isinstance(kind, str) else "UNSUPPORTED"
-    name = names.get(sender)
-    if name is None and len(names) == 1:
-        name = next(iter(names.values()))
+    error = _message_error(raw.get("errors"))
+    content = message_content(mtype, raw) or _edit_or_revoke(kind, raw) or error_summary(error)
     return InboundMessage(
         phone_number_id=pid,
         display_phone_number=display,
         wa_id=sender,
-        contact_name=name,
+        # A name only ever names its own wa_id: a change may list someone else.
+        contact_name=names.get(sender),
         whatsapp_message_id=wamid,
         timestamp=when,
         type=mtype,
-        content=message_content(mtype, raw) or "",
+        content=content or "",
         metadata=raw,
+        error=error,
     )
+
+
+def _edit_or_revoke(kind: Any, raw: dict[str, Any]) -> str | None:
+    if kind == "revoke":
+        return "Deleted a message"
+    if kind == "edit":
+        edit = raw.get("edit")
+        inner = edit.get("message") if isinstance(edit, dict) else None
+        if isinstance(inner, dict):
+            inner_kind = inner.get("type")
+            inner_type = _MESSAGE_TYPES.get(inner_kind) if isinstance(inner_kind, str) else None
+            text = message_content(inner_type, inner) if inner_type else None
+            if text:
+                return f"Edited a message: {text}"
+        return "Edited a message"
+    return None
+
+
+def _message_error(errors: Any) -> dict[str, Any] | None:
+    """The first of a message's ``errors[]`` as {code, title, details}, or None."""
+    if not isinstance(errors, list):
+        return None
+    for raw in errors:
+        if not isinstance(raw, dict):
+            continue
+        data = raw.get("error_data")
+        details = data.get("details") if isinstance(data, dict) else None
+        if not isinstance(details, str) or not details:
+            details = raw.get("message")
+        title = raw.get("title")
+        code = raw.get("code")
+        return {
+            "code": code if isinstance(code, int | str) and not isinstance(code, bool) else None,
+            "title": title if isinstance(title, str) else None,
+            "details": details if isinstance(details, str) else None,
+        }
+    return None
 
 
 def _status(raw: Any, pid: str, where: str, skipped: list[str]) -> StatusUpdate | None:

@@ -377,12 +377,19 @@ async def test_messages_without_text_are_stored_too(
         },
     }
     live, stored = await post_messages(zapline, tenant, http, events, originals)
-    for wamid, kind in (("wamid.aud", "AUDIO"), ("wamid.uns", "UNSUPPORTED")):
+    # The unsupported message has no text, but Meta's error says what it was.
+    expected = {"wamid.aud": ("AUDIO", ""), "wamid.uns": ("UNSUPPORTED", "Message type unknown")}
+    for wamid, (kind, content) in expected.items():
         for source in (live, stored):
             message = source[wamid]
             assert message["type"] == kind, wamid
-            assert message["content"] == "", wamid
+            assert message["content"] == content, wamid
             assert message["metadata"] == originals[wamid], wamid
+    assert live["wamid.uns"]["error"] == {
+        "code": 131051,
+        "title": "Message type unknown",
+        "details": None,
+    }
 
 
 async def _lines(stream: BufferedByteReceiveStream) -> bytes:

@@ -1,0 +1,95 @@
+"""Every inbound kind Meta documents, posted through the real intake to a listening agent.
+
+Each webhook (``_whatsapp_kinds.py``) goes to a running ``zapline serve`` over HTTP; the test
+asserts the ``message:new`` the agent's socket receives, the card's ``conversation:updated``
+and the stored message the REST API returns. The ``sio`` fixture holds every event to the
+README's contract, so a new type or field that the README does not declare fails here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from _contract import violations
+from _desk_harness import SocketFactory, Tenant, ZaplineServer, auth, post_webhook
+from _whatsapp_kinds import KINDS, message, profile, webhook
+
+pytestmark = pytest.mark.anyio
+
+
+def new_sender() -> str:
+    return "1555" + str(uuid.uuid4().int)[:8]
+
+
+async def rest_message(
+    http: httpx.AsyncClient, server: ZaplineServer, token: str, conversation_id: str
+) -> list[dict[str, Any]]:
+    url = f"{server.api_url}/api/conversations/{conversation_id}/messages"
+    got = await http.get(url, headers=auth(token))
+    assert got.status_code == 200, got.text
+    assert violations(got.json(), "MessageList") == []
+    return list(got.json()["messages"])
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+async def test_each_kind_reaches_the_agent_readable(
+    name: str,
+    zapline: ZaplineServer,
+    tenant: Tenant,
+    http: httpx.AsyncClient,
+    sio: SocketFactory,
+) -> None:
+    kind = KINDS[name]
+    sender, wamid = new_sender(), f"wamid.{name}.{uuid.uuid4().hex[:8]}"
+    raw = message(sender, wamid, kind.kind, kind.part, **kind.extra)
+    # System notices carry no contacts array (Meta's reference says so).
+    contacts = None if kind.kind == "system" else profile(sender, "Dana")
+    _, events = await sio(zapline.socket_url, tenant.token)
+    posted = await post_webhook(
+        http,
+        zapline,
+        webhook(tenant.phone_number_id, [raw], contacts=contacts),
+        secret=tenant.app_secret,
+    )
+    assert posted.status_code == 200, posted.text
+
+    (new,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == wamid
+    )
+    got = new["message"]
+    assert (got["type"], got["content"], got["direction"], got["status"]) == (
+        kind.type,
+        kind.content,
+        "INBOUND",
+        "DELIVERED",
+    )
+    assert got["metadata"] == raw  # the original object, whatever its type
+    assert got["error"] == kind.error
+    assert got["contact"]["phoneNumber"] == sender
+    conversation_id = new["conversationId"]
+    (card,) = await events.wait_for(
+        "conversation:updated", lambda d: d["conversationId"] == conversation_id
+    )
+    assert card["lastMessage"]["content"] == kind.content
+    assert card["lastMessage"]["type"] == kind.type
+
+    (stored,) = await rest_message(http, zapline, tenant.token, conversation_id)
+    assert stored == got
+
+
+async def test_a_name_in_contacts_only_names_its_own_number(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    sender, wamid = new_sender(), f"wamid.{uuid.uuid4().hex[:10]}"
+    raw = message(sender, wamid, "text", {"body": "hello"})
+    _, events = await sio(zapline.socket_url, tenant.token)
+    body = webhook(tenant.phone_number_id, [raw], contacts=profile("15559990000", "Somebody"))
+    assert (await post_webhook(http, zapline, body, secret=tenant.app_secret)).status_code == 200
+    (new,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == wamid
+    )
+    assert new["message"]["contact"] == {**new["message"]["contact"], "phoneNumber": sender}
+    assert new["message"]["contact"]["name"] is None
