@@ -49,6 +49,8 @@ log = logging.getLogger("zapline.desk")
 LIFECYCLE_KEY = "lifecycle"
 # Seconds finished inbox rows wait to be marked done together.
 DONE_MARK_DELAY = 0.25
+# At most this many seconds between two passes over the statuses kept for unknown messages.
+PENDING_STATUS_INTERVAL = 30.0
 
 
 def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
@@ -57,10 +59,6 @@ def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
         metrics.observe_fanout_latency(time.monotonic() - since)
 
     return observe
-
-
-class UnknownMessage(Exception):
-    """A status arrived for a message we do not know yet (retried, then dead-lettered)."""
 
 
 @dataclass(slots=True)
@@ -128,6 +126,7 @@ class Desk:
             await tg.start(self.inbound.run)
             tg.start_soon(self._mark_done_loop)
             tg.start_soon(self._sweep_loop)
+            tg.start_soon(self._pending_status_loop)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -317,17 +316,47 @@ class Desk:
         if account is None:
             raise PermanentError(f"no account for phone_number_id {status.phone_number_id}")
         error = {"errors": status.errors} if status.errors else None
-        result = await self.storage.update_message_status(
+        # A status that overtook its message (the send worker has not recorded the id yet,
+        # or the message was sent from elsewhere) is kept and applied when the message is:
+        # an expected race, not an error to retry.
+        result = await self.storage.record_status(
             account.tenant_id, status.whatsapp_message_id, status.status, error=error
         )
         if result is None:
-            raise UnknownMessage(
-                f"status {status.status} for unknown message {status.whatsapp_message_id}"
+            log.debug(
+                "status %s of %s kept until its message is known",
+                status.status,
+                status.whatsapp_message_id,
             )
-        message, changed = result
-        if changed:
-            announce_status(self.emitter, message)
+        elif result[1]:
+            announce_status(self.emitter, result[0])
         self._finished(inbox_id)
+
+    async def _pending_status_loop(self) -> None:
+        ttl = self.options.pending_status_ttl
+        interval = max(0.05, min(ttl / 2, PENDING_STATUS_INTERVAL))
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.settle_pending_statuses()
+            except Exception as exc:
+                log.warning("pending statuses not settled (next in %.0f s): %s", interval, exc)
+
+    async def settle_pending_statuses(self) -> None:
+        """Apply kept statuses whose message is known now (announcing them) and expire those
+        older than ``options.pending_status_ttl``. Raises what storage raises."""
+        for message in await self.storage.apply_pending_statuses():
+            announce_status(self.emitter, message)
+        ttl = self.options.pending_status_ttl
+        before = datetime.now(UTC) - timedelta(seconds=ttl)
+        for tenant_id, wamid, status in await self.storage.expire_pending_statuses(before):
+            log.info(
+                "status %s of %s expired: no message with this id arrived within %.0f s",
+                status,
+                wamid,
+                ttl,
+                extra={"tenant": tenant_id},
+            )
 
     # -- outbound ----------------------------------------------------------------------------
 

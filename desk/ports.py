@@ -64,5 +64,7 @@ class DeskOptions:
     recovery_grace: float = 5.0
     recovery_window: float = 10.0
     inbox_sweep_interval: float = 30.0
+    # Seconds a status for a message not (yet) stored is kept before it is forgotten.
+    pending_status_ttl: float = 600.0
     # With several nodes, another node's PENDING sends are its own: not re-sent from here.
     single_node: bool = True

@@ -407,11 +407,42 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    async def record_status(
+        self,
+        tenant_id: str,
+        whatsapp_message_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool] | None:
+        """Apply a status report as ``update_message_status`` does, or keep it for later.
+
+        Returns (message, changed) when the tenant has a message with this WhatsApp id.
+        Otherwise the status is kept pending (with ``error``; of several kept for one id the
+        highest on the ladder wins, and the newest non-None error) and None is returned:
+        ``mark_message_sent`` applies it when a message gets this id, and
+        ``apply_pending_statuses`` when one has it by then; ``expire_pending_statuses``
+        forgets it. One transaction. Raises ValueError for a status not on the ladder.
+        """
+
+    @abstractmethod
+    async def apply_pending_statuses(self, *, limit: int = 500) -> list[Message]:
+        """Apply up to ``limit`` kept statuses whose message is known now; return the messages
+        whose status changed. Each kept status is applied once (monotonic) and forgotten."""
+
+    @abstractmethod
+    async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
+        """Forget the statuses kept since before ``before``; return them as (tenant_id,
+        whatsapp_message_id, status)."""
+
+    @abstractmethod
     async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
         """Record the WhatsApp id of a sent message; status becomes SENT unless further.
 
-        Returns the message. Raises NotFound for an unknown message and Conflict if the
-        tenant already has another message with this WhatsApp id.
+        A status kept for this id (``record_status``) is applied in the same transaction,
+        so the message may come back DELIVERED, READ or FAILED. Returns the message. Raises
+        NotFound for an unknown message and Conflict if the tenant already has another
+        message with this WhatsApp id.
         """
 
     @abstractmethod

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final, Literal, TypeVar
 import anyio.to_thread
 
 from . import _common as c
+from . import _pending as pending
 from . import _rows as r
 from . import _transactions as tx
 from ._base import Storage
@@ -379,9 +380,27 @@ class SQLStorage(Storage):
         *,
         error: dict[str, Any] | None = None,
     ) -> tuple[Message, bool] | None:
+        steps = self._status_steps(tenant_id, whatsapp_message_id, status, error)
+        return self._message_and_flag(await self._run(steps, "autocommit"))
+
+    async def record_status(
+        self,
+        tenant_id: str,
+        whatsapp_message_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool] | None:
+        applied = self._status_steps(tenant_id, whatsapp_message_id, status, error)
+        steps = pending.or_keep(applied, tenant_id, whatsapp_message_id, status, error, c.utcnow())
+        return self._message_and_flag(await self._run(steps))
+
+    def _status_steps(
+        self, tenant_id: str, whatsapp_message_id: str, status: str, error: dict[str, Any] | None
+    ) -> Steps[tuple[r.Row, bool] | None]:
         rank = c.check_status_update(status)
         key = (tenant_id, whatsapp_message_id)
-        return await self._set_status(
+        return tx.set_status(
             f"status = ?, error = coalesce(?, error) WHERE tenant_id = ?"
             f" AND whatsapp_message_id = ? AND direction = 'outbound' AND {_RANK} < ?",
             (status, error, *key, rank),
@@ -390,16 +409,30 @@ class SQLStorage(Storage):
         )
 
     async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
-        result = await self._set_status(
+        # The status webhook may have overtaken this: apply what was kept for the id, in the
+        # same transaction (``_pending.py``).
+        applied = tx.set_status(
             f"whatsapp_message_id = ?, status = CASE WHEN {_RANK} < 1 THEN 'SENT'"
             " ELSE status END WHERE id = ?",
             (whatsapp_message_id, message_id),
             "id = ?",
             (message_id,),
         )
+        result = self._message_and_flag(await self._run(pending.then_take(applied)))
         if result is None:
             raise NotFound(f"no message {message_id!r}")
         return result[0]
+
+    async def apply_pending_statuses(self, *, limit: int = 500) -> list[Message]:
+        found = await self._run(pending.apply_pending(c.check_limit(limit)))
+        return [r.message(row, self.dialect) for row in found]
+
+    async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
+        found = await self._run(pending.expire_pending(c.as_utc(before)), "autocommit")
+        return [(str(row[0]), str(row[1]), str(row[2])) for row in found]
+
+    def _message_and_flag(self, result: tuple[r.Row, bool] | None) -> tuple[Message, bool] | None:
+        return None if result is None else (r.message(result[0], self.dialect), result[1])
 
     async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
         result = await self._set_status(

@@ -83,6 +83,7 @@ class Settings:
     recovery_window: float = 10.0
     storage_outage_timeout: float = 3600.0
     inbox_sweep_interval: float = 30.0
+    pending_status_ttl: float = 600.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -193,5 +194,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         recovery_window=_float(env, "ZAPLINE_RECOVERY_WINDOW", 10.0),
         storage_outage_timeout=_float(env, "ZAPLINE_STORAGE_OUTAGE_TIMEOUT", 3600.0),
         inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
+        pending_status_ttl=_float(env, "ZAPLINE_PENDING_STATUS_TTL", 600.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )
