@@ -57,6 +57,7 @@ from ._records import (
     InboundResult,
     InboxItem,
     Message,
+    MessageChange,
     StorageError,
     StorageUnavailable,
     Tenant,
@@ -314,7 +315,8 @@ class Storage(ABC):
         ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
         (direction "inbound", status "DELIVERED"; ``content`` None is stored as ""; ``error``,
         what WhatsApp reported about the message, as its error) and, only
-        when the message is new, ``touch_conversation(conversation.id, timestamp)`` — but all
+        when the message is new, ``touch_conversation(conversation.id, timestamp)`` and the
+        changes kept for it (``apply_message_change``) — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
         conversation untouched. Concurrent calls for one new contact create one
@@ -434,6 +436,32 @@ class Storage(ABC):
     async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
         """Forget the statuses kept since before ``before``; return them as (tenant_id,
         whatsapp_message_id, status)."""
+
+    @abstractmethod
+    async def apply_message_change(self, change: MessageChange) -> tuple[Message, bool] | None:
+        """Apply an edit, deletion for everyone or reaction to the tenant's message whose
+        WhatsApp id is ``change.target_id``; return (message, changed).
+
+        A reaction replaces the sender's earlier one unless it is older, and an empty emoji
+        removes it (``Message.reactions``). An edit replaces the content unless a newer edit
+        did, sets ``edited_at`` and is kept in ``metadata["edits"]``. A deletion empties the
+        content, keeps the type, reduces the metadata to who/when/type plus ``revoke``, sets
+        ``deleted_at`` and is final. The same change (its own id) twice changes nothing.
+        When no message has the target id yet, the change is kept (once) and None returned:
+        ``record_inbound`` applies it when it stores the target, ``apply_pending_changes``
+        when the target came another way. One transaction. Raises ValueError for a kind
+        other than edit/revoke/reaction.
+        """
+
+    @abstractmethod
+    async def apply_pending_changes(self, *, limit: int = 500) -> list[Message]:
+        """Apply the kept changes whose target is stored by now (up to ``limit`` targets);
+        return the messages they changed."""
+
+    @abstractmethod
+    async def expire_pending_changes(self, before: datetime) -> list[tuple[str, str, str, str]]:
+        """Forget the changes kept since before ``before``; return them as (tenant_id, own
+        whatsapp_message_id, kind, target id)."""
 
     @abstractmethod
     async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:

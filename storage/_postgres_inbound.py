@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from . import _changes as changes
 from . import _rows as r
 from ._common import as_utc, new_id
 from ._dialect import POSTGRES
@@ -36,7 +37,7 @@ _CONTACT: Final = (
 # reads only fill in what this statement did not write.
 _MESSAGE: Final = (
     "WITH conv AS (SELECT id FROM conversations WHERE tenant_id = $1 AND contact_id = $2),"
-    f" ins AS (INSERT INTO messages ({r.MESSAGE_COLS}) VALUES ($3, $1, (SELECT id FROM conv),"
+    f" ins AS (INSERT INTO messages ({r.MESSAGE_INSERT_COLS}) VALUES ($3, $1, (SELECT id FROM conv),"
     " $2, $4, 'inbound', $5, $6, $7, $8, $11, $9, $10)"
     " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
     f" RETURNING {r.MESSAGE_COLS}),"
@@ -48,13 +49,17 @@ _MESSAGE: Final = (
     f" c AS (SELECT {r.CONVERSATION_COLS} FROM touched UNION ALL"
     f" SELECT {r.CONVERSATION_COLS} FROM conversations"
     " WHERE id = (SELECT id FROM conv) AND NOT EXISTS (SELECT 1 FROM touched))"
-    f" SELECT {r.prefixed('m', r.MESSAGE_COLS)}, {r.prefixed('c', r.CONVERSATION_COLS)}"
+    f" SELECT {r.prefixed('m', r.MESSAGE_COLS)}, {r.prefixed('c', r.CONVERSATION_COLS)},"
+    # Whether an edit, deletion or reaction of this new message arrived before it: the
+    # rare case that costs more statements, answered here at no extra round trip.
+    " EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM pending_changes p"
+    " WHERE p.tenant_id = $1 AND p.target_id = $4)"
     " FROM m CROSS JOIN c"
 )
 # Fallback: statement 2 found the WhatsApp id taken by a transaction that committed after
 # its snapshot; ON CONFLICT waited for that commit, so this read sees it.
 _REPLAY: Final = (
-    f"SELECT {r.prefixed('m', r.MESSAGE_COLS)}, {r.prefixed('c', r.CONVERSATION_COLS)}"
+    f"SELECT {r.prefixed('m', r.MESSAGE_COLS)}, {r.prefixed('c', r.CONVERSATION_COLS)}, false"
     " FROM messages m, conversations c WHERE m.tenant_id = $1"
     " AND m.whatsapp_message_id = $3 AND c.tenant_id = $1 AND c.contact_id = $2"
 )
@@ -76,7 +81,11 @@ def inbound(record: InboundRecord, now: datetime) -> Steps[InboundResult]:
     )
     if row is None:
         row = yield one(_REPLAY, tenant_id, k[0], wamid)
-    stored = r.message(row[:13], POSTGRES)
+    width = r.MESSAGE_WIDTH
+    message_row = row[:width]
+    if row[-1]:
+        message_row, _ = yield from changes.take(message_row, POSTGRES)
+    stored = r.message(message_row, POSTGRES)
     who = Contact(k[0], tenant_id, k[1], k[2])
-    conversation = r.conversation_of(row[13:], who, POSTGRES)
+    conversation = r.conversation_of(row[width:-1], who, POSTGRES)
     return InboundResult(conversation, bool(k[3]), stored, stored.id == message_id)

@@ -8,7 +8,7 @@ strings, except inbox and dead-letter ids, which are integers that only grow.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -142,6 +142,32 @@ class Message:
     error: dict[str, Any] | None
     timestamp: datetime
     created_at: datetime
+    reactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Reactions by sender (wa_id): ``{"emoji", "timestamp" (ISO), "id"}`` each."""
+    edited_at: datetime | None = None
+    """When the sender last edited it (the history is in ``metadata["edits"]``)."""
+    deleted_at: datetime | None = None
+    """When the sender deleted it for everyone (content emptied, type kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChange:
+    """An edit, deletion for everyone or reaction of one message, by its WhatsApp id.
+
+    ``kind`` is "edit", "revoke" or "reaction"; ``whatsapp_message_id`` is the change's own
+    id (a replay is recognised by it); ``content`` is the edited readable text, or the
+    reaction's emoji ('' or None: the sender removed their reaction); ``body`` is the Cloud
+    API object of the change, kept in the message's edit history.
+    """
+
+    tenant_id: str
+    kind: str
+    target_id: str
+    whatsapp_message_id: str
+    sender: str
+    timestamp: datetime
+    content: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

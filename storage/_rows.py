@@ -21,10 +21,14 @@ ACCOUNT_COLS: Final = (
     "id, tenant_id, phone_number_id, verify_token, app_secret, access_token, created_at"
 )
 CONTACT_COLS: Final = "id, tenant_id, phone_number, name"
-MESSAGE_COLS: Final = (
+# What a new message is written with; MESSAGE_COLS (what is read) adds what happens to it
+# afterwards, which a new message does not have yet.
+MESSAGE_INSERT_COLS: Final = (
     "id, tenant_id, conversation_id, contact_id, whatsapp_message_id, direction, type,"
     " content, metadata, status, error, timestamp, created_at"
 )
+MESSAGE_COLS: Final = f"{MESSAGE_INSERT_COLS}, reactions, edited_at, deleted_at"
+MESSAGE_WIDTH: Final = 16
 CONVERSATION_COLS: Final = (
     "id, tenant_id, contact_id, account_id, stage, assignee_id, last_message_at, created_at,"
     " updated_at"
@@ -101,6 +105,9 @@ def message(row: Row, d: Dialect) -> Message:
         error=d.json_or_none(row[10]),
         timestamp=d.time(row[11]),
         created_at=d.time(row[12]),
+        reactions=d.json_or_none(row[13]) or {},
+        edited_at=None if row[14] is None else d.time(row[14]),
+        deleted_at=None if row[15] is None else d.time(row[15]),
     )
 
 

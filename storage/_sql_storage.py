@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final, Literal, TypeVar
 
 import anyio.to_thread
 
+from . import _changes as changes
 from . import _common as c
 from . import _pending as pending
 from . import _rows as r
@@ -32,6 +33,7 @@ from ._records import (
     InboundResult,
     InboxItem,
     Message,
+    MessageChange,
     NotFound,
     StorageError,
     StorageUnavailable,
@@ -430,6 +432,18 @@ class SQLStorage(Storage):
     async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
         found = await self._run(pending.expire_pending(c.as_utc(before)), "autocommit")
         return [(str(row[0]), str(row[1]), str(row[2])) for row in found]
+
+    async def apply_message_change(self, change: MessageChange) -> tuple[Message, bool] | None:
+        steps = changes.apply(change, c.utcnow(), self.dialect)
+        return self._message_and_flag(await self._run(steps))
+
+    async def apply_pending_changes(self, *, limit: int = 500) -> list[Message]:
+        found = await self._run(changes.apply_pending(c.check_limit(limit), self.dialect))
+        return [r.message(row, self.dialect) for row in found]
+
+    async def expire_pending_changes(self, before: datetime) -> list[tuple[str, str, str, str]]:
+        found = await self._run(changes.expire_pending(c.as_utc(before)), "autocommit")
+        return [(str(a), str(b), str(k), str(t)) for a, b, k, t in found]
 
     def _message_and_flag(self, result: tuple[r.Row, bool] | None) -> tuple[Message, bool] | None:
         return None if result is None else (r.message(result[0], self.dialect), result[1])

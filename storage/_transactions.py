@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from . import _changes as changes
 from . import _rows as r
 from ._common import as_utc, new_id
 from ._dialect import Dialect
@@ -42,7 +43,7 @@ SET_META: Final = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 _INSERT_MESSAGE: Final = (
-    f"INSERT INTO messages ({r.MESSAGE_COLS}) VALUES ({', '.join('?' * 13)})"
+    f"INSERT INTO messages ({r.MESSAGE_INSERT_COLS}) VALUES ({', '.join('?' * 13)})"
     " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
     f" RETURNING {r.MESSAGE_COLS}"
 )
@@ -108,6 +109,8 @@ def inbound(record: InboundRecord, now: datetime, d: Dialect) -> Steps[InboundRe
     row, inserted = yield from write_message((*keys, *body, record.error, when, now))
     if inserted:
         yield run(TOUCH_CONVERSATION, now, when, when, conversation_id)
+        # An edit, deletion or reaction may have arrived first: in process, so no round trip.
+        row, _ = yield from changes.take(row, d)
     conversation = yield one(_SELECT_CONVERSATION_BY_ID, conversation_id)
     return InboundResult(r.conversation(conversation, d), created, r.message(row, d), inserted)
 
