@@ -33,15 +33,34 @@ import anyio
 import orjson
 
 from desk.accounts import AccountCache
-from desk.announce import announce_conversation, announce_message, announce_status
+from desk.announce import (
+    announce_conversation,
+    announce_message,
+    announce_message_updated,
+    announce_status,
+)
 from desk.inbox import InboxWriter
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter
 from desk.recovery import recover, replay_inbox
-from desk.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
+from desk.whatsapp import (
+    Change,
+    CloudApiClient,
+    CloudApiError,
+    InboundMessage,
+    StatusUpdate,
+    parse_webhook,
+)
 from engine.group_commit import GroupCommit
 from engine.jobs import Job, PermanentError, Priority, PriorityJobQueue, QueueClosed
-from storage import Conversation, InboundRecord, InboundResult, Message, Storage
+from storage import (
+    Conversation,
+    InboundRecord,
+    InboundResult,
+    Message,
+    MessageChange,
+    Storage,
+)
 
 log = logging.getLogger("zapline.desk")
 
@@ -49,8 +68,9 @@ log = logging.getLogger("zapline.desk")
 LIFECYCLE_KEY = "lifecycle"
 # Seconds finished inbox rows wait to be marked done together.
 DONE_MARK_DELAY = 0.25
-# At most this many seconds between two passes over the statuses kept for unknown messages.
-PENDING_STATUS_INTERVAL = 30.0
+# At most this many seconds between two passes over the statuses and changes kept for
+# messages not stored yet.
+PENDING_INTERVAL = 30.0
 
 
 def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
@@ -126,7 +146,7 @@ class Desk:
             await tg.start(self.inbound.run)
             tg.start_soon(self._mark_done_loop)
             tg.start_soon(self._sweep_loop)
-            tg.start_soon(self._pending_status_loop)
+            tg.start_soon(self._pending_loop)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -255,11 +275,14 @@ class Desk:
     # -- inbound messages --------------------------------------------------------------------
 
     async def handle_inbound(self, payload: tuple[int, InboundMessage]) -> None:
-        """Store one inbound message and announce it."""
+        """Store one inbound message and announce it (or apply the change it makes)."""
         inbox_id, msg = payload
         account = await self.accounts.get(msg.phone_number_id)
         if account is None:
             raise PermanentError(f"no account for phone_number_id {msg.phone_number_id}")
+        if msg.change is not None:
+            await self._apply_change(inbox_id, account.tenant_id, msg, msg.change)
+            return
         record = InboundRecord(
             tenant_id=account.tenant_id,
             account_id=account.id,
@@ -288,6 +311,39 @@ class Desk:
             latest = await self._latest_message(conversation, result.message)
             announce_message(self.emitter, conversation, result.message, on_written, latest=latest)
         self._finished(inbox_id)
+
+    async def _apply_change(
+        self, inbox_id: int, tenant_id: str, msg: InboundMessage, change: Change
+    ) -> None:
+        # A reaction, edit or deletion changes its target; it is no message of its own, so
+        # it neither moves the card nor counts as new. One that came first is kept by
+        # storage and applied when its target is stored.
+        result = await self.storage.apply_message_change(
+            MessageChange(
+                tenant_id=tenant_id,
+                kind=change.kind,
+                target_id=change.target,
+                whatsapp_message_id=msg.whatsapp_message_id,
+                sender=msg.wa_id,
+                timestamp=msg.timestamp,
+                content=change.content,
+                body=change.body,
+            )
+        )
+        progress = self._progress.get(inbox_id)
+        replay = progress.replay if progress is not None else False
+        if result is None:
+            log.debug("%s of %s kept until it arrives", change.kind, change.target)
+        elif result[1] or replay:
+            await self._announce_updated(result[0], text_changed=change.kind != "reaction")
+        self._finished(inbox_id)
+
+    async def _announce_updated(self, message: Message, *, text_changed: bool) -> None:
+        conversation = await self.storage.get_conversation(
+            message.tenant_id, message.conversation_id
+        )
+        if conversation is not None:
+            announce_message_updated(self.emitter, conversation, message, text_changed=text_changed)
 
     async def _latest_message(self, conversation: Conversation, message: Message) -> Message:
         """The conversation's newest message: ``message`` unless it arrived out of order.
@@ -332,28 +388,43 @@ class Desk:
             announce_status(self.emitter, result[0])
         self._finished(inbox_id)
 
-    async def _pending_status_loop(self) -> None:
-        ttl = self.options.pending_status_ttl
-        interval = max(0.05, min(ttl / 2, PENDING_STATUS_INTERVAL))
+    async def _pending_loop(self) -> None:
+        ttl = min(self.options.pending_status_ttl, self.options.pending_change_ttl)
+        interval = max(0.05, min(ttl / 2, PENDING_INTERVAL))
         while True:
             await anyio.sleep(interval)
             try:
-                await self.settle_pending_statuses()
+                await self.settle_pending()
             except Exception as exc:
-                log.warning("pending statuses not settled (next in %.0f s): %s", interval, exc)
+                log.warning("kept statuses/changes not settled (next in %.0f s): %s", interval, exc)
 
-    async def settle_pending_statuses(self) -> None:
-        """Apply kept statuses whose message is known now (announcing them) and expire those
-        older than ``options.pending_status_ttl``. Raises what storage raises."""
+    async def settle_pending(self) -> None:
+        """Apply the statuses and changes kept for messages that are known now (announcing
+        them), and expire those older than their ``options`` TTL. Raises what storage
+        raises."""
         for message in await self.storage.apply_pending_statuses():
             announce_status(self.emitter, message)
+        for message in await self.storage.apply_pending_changes():
+            await self._announce_updated(message, text_changed=True)
+        now = datetime.now(UTC)
         ttl = self.options.pending_status_ttl
-        before = datetime.now(UTC) - timedelta(seconds=ttl)
+        before = now - timedelta(seconds=ttl)
         for tenant_id, wamid, status in await self.storage.expire_pending_statuses(before):
             log.info(
                 "status %s of %s expired: no message with this id arrived within %.0f s",
                 status,
                 wamid,
+                ttl,
+                extra={"tenant": tenant_id},
+            )
+        ttl = self.options.pending_change_ttl
+        before = now - timedelta(seconds=ttl)
+        for tenant_id, wamid, kind, target in await self.storage.expire_pending_changes(before):
+            log.info(
+                "%s %s of %s expired: no message with this id arrived within %.0f s",
+                kind,
+                wamid,
+                target,
                 ttl,
                 extra={"tenant": tenant_id},
             )

@@ -8,6 +8,7 @@ write per recipient: the send call is most of a delivery's cost.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from desk.contract import (
     conversation_payload,
@@ -20,7 +21,12 @@ from desk.contract import (
 from desk.ports import Emitter
 from storage import Conversation, Message
 
-__all__ = ["announce_conversation", "announce_message", "announce_status"]
+__all__ = [
+    "announce_conversation",
+    "announce_message",
+    "announce_message_updated",
+    "announce_status",
+]
 
 
 def announce_conversation(emitter: Emitter, conversation: Conversation) -> None:
@@ -79,3 +85,26 @@ def announce_status(emitter: Emitter, message: Message) -> None:
         to=[tenant_room(message.tenant_id), conversation_room(message.conversation_id)],
         defer=True,
     )
+
+
+def announce_message_updated(
+    emitter: Emitter, conversation: Conversation, message: Message, *, text_changed: bool
+) -> None:
+    """Emit ``message:updated`` (an edit, a deletion, a reaction) to the tenant and the
+    conversation; when the message is the card's newest and ``text_changed``, also a
+    ``conversation:updated`` whose ``lastMessage`` shows it (the card does not move)."""
+    rooms = [tenant_room(conversation.tenant_id), conversation_room(conversation.id)]
+    updated = {
+        "conversationId": conversation.id,
+        "message": message_payload(message, conversation.contact),
+    }
+    events: list[tuple[str, tuple[Any, ...]]] = [("message:updated", (updated,))]
+    newest = conversation.last_message_at
+    if text_changed and newest is not None and message.timestamp >= newest:
+        card = {
+            "conversationId": conversation.id,
+            "lastMessage": last_message_summary(message),
+            "lastMessageAt": iso(newest),
+        }
+        events.append(("conversation:updated", (card,)))
+    emitter.emit_many(events, to=rooms, defer=True)

@@ -84,6 +84,7 @@ class Settings:
     storage_outage_timeout: float = 3600.0
     inbox_sweep_interval: float = 30.0
     pending_status_ttl: float = 600.0
+    pending_change_ttl: float = 86400.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -195,5 +196,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         storage_outage_timeout=_float(env, "ZAPLINE_STORAGE_OUTAGE_TIMEOUT", 3600.0),
         inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
         pending_status_ttl=_float(env, "ZAPLINE_PENDING_STATUS_TTL", 600.0),
+        pending_change_ttl=_float(env, "ZAPLINE_PENDING_CHANGE_TTL", 86400.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

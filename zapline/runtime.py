@@ -141,6 +141,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 recovery_window=settings.recovery_window,
                 inbox_sweep_interval=settings.inbox_sweep_interval,
                 pending_status_ttl=settings.pending_status_ttl,
+                pending_change_ttl=settings.pending_change_ttl,
                 single_node=not settings.redis_url,
             ),
             metrics=runtime.metrics,

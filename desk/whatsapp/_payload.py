@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ._changes import Change, message_change, readable_change
 from ._content import error_summary, message_content
 
 __all__ = [
@@ -51,7 +52,8 @@ _MESSAGE_TYPES = {
     "request_welcome": "SYSTEM",
     # Meta could not deliver the message to us; ``errors`` says why.
     "unsupported": "UNSUPPORTED",
-    # Coexistence (WhatsApp Business app) numbers: an edit or deletion of an earlier message.
+    # Coexistence (WhatsApp Business app) numbers: an edit or deletion of an earlier message,
+    # applied to it (``InboundMessage.change``); only one that names no target is stored.
     "edit": "UNSUPPORTED",
     "revoke": "UNSUPPORTED",
 }
@@ -90,6 +92,8 @@ class InboundMessage:
     metadata: dict[str, Any]
     error: dict[str, Any] | None = None
     """What WhatsApp reported about this message (``errors[]``): {code, title, details}."""
+    change: Change | None = None
+    """Set when the message changes an earlier one (a reaction, an edit, a deletion)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +293,12 @@ def _message(
     kind = raw.get("type")
     mtype = _MESSAGE_TYPES.get(kind, "UNSUPPORTED") if isinstance(kind, str) else "UNSUPPORTED"
     error = _message_error(raw.get("errors"))
-    content = message_content(mtype, raw) or _edit_or_revoke(kind, raw) or error_summary(error)
+    change = message_change(kind, raw, _MESSAGE_TYPES)
+    content = (
+        message_content(mtype, raw)
+        or readable_change(kind, raw, _MESSAGE_TYPES)
+        or error_summary(error)
+    )
     return InboundMessage(
         phone_number_id=pid,
         display_phone_number=display,
@@ -302,23 +311,8 @@ def _message(
         content=content or "",
         metadata=raw,
         error=error,
+        change=change,
     )
-
-
-def _edit_or_revoke(kind: Any, raw: dict[str, Any]) -> str | None:
-    if kind == "revoke":
-        return "Deleted a message"
-    if kind == "edit":
-        edit = raw.get("edit")
-        inner = edit.get("message") if isinstance(edit, dict) else None
-        if isinstance(inner, dict):
-            inner_kind = inner.get("type")
-            inner_type = _MESSAGE_TYPES.get(inner_kind) if isinstance(inner_kind, str) else None
-            text = message_content(inner_type, inner) if inner_type else None
-            if text:
-                return f"Edited a message: {text}"
-        return "Edited a message"
-    return None
 
 
 def _message_error(errors: Any) -> dict[str, Any] | None:

@@ -93,3 +93,85 @@ async def test_a_name_in_contacts_only_names_its_own_number(
     )
     assert new["message"]["contact"] == {**new["message"]["contact"], "phoneNumber": sender}
     assert new["message"]["contact"]["name"] is None
+
+
+async def post(
+    http: httpx.AsyncClient, server: ZaplineServer, tenant: Tenant, raw: dict[str, Any]
+) -> None:
+    body = webhook(tenant.phone_number_id, [raw], contacts=profile(raw["from"], "Dana"))
+    response = await post_webhook(http, server, body, secret=tenant.app_secret)
+    assert response.status_code == 200, response.text
+
+
+async def test_reactions_edits_and_deletions_change_their_message(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    sender, target = new_sender(), f"wamid.t.{uuid.uuid4().hex[:8]}"
+    _, events = await sio(zapline.socket_url, tenant.token)
+    await post(http, zapline, tenant, message(sender, target, "text", {"body": "helo"}))
+    (new,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == target
+    )
+    original, cid = new["message"], new["conversationId"]
+    assert (original["reactions"], original["edited"], original["deleted"]) == ([], False, False)
+    (card,) = await events.wait_for("conversation:updated", lambda d: d["conversationId"] == cid)
+
+    def updates() -> list[dict[str, Any]]:
+        return [e["message"] for e in events.named("message:updated") if e["conversationId"] == cid]
+
+    await post(
+        http,
+        zapline,
+        tenant,
+        message(sender, "wamid.r1." + target, "reaction", {"message_id": target, "emoji": "👍"}),
+    )
+    await events.wait_for("message:updated", lambda d: d["conversationId"] == cid)
+    reacted = updates()[-1]
+    assert reacted["id"] == original["id"]
+    assert [(r["from"], r["emoji"]) for r in reacted["reactions"]] == [(sender, "👍")]
+    assert reacted["content"] == "helo"
+    # A reaction neither is a message nor moves the card.
+    await events.expect_none(
+        "conversation:updated", lambda d: d["conversationId"] == cid, within=0.5
+    )
+
+    await post(
+        http,
+        zapline,
+        tenant,
+        message(sender, "wamid.r2." + target, "reaction", {"message_id": target}),
+    )
+    await events.wait_for("message:updated", lambda d: d["conversationId"] == cid, count=2)
+    assert updates()[-1]["reactions"] == []
+
+    edit = {"original_message_id": target, "message": {"type": "text", "text": {"body": "hello"}}}
+    await post(http, zapline, tenant, message(sender, "wamid.e." + target, "edit", edit))
+    await events.wait_for("message:updated", lambda d: d["conversationId"] == cid, count=3)
+    edited = updates()[-1]
+    assert (edited["id"], edited["content"], edited["edited"], edited["type"]) == (
+        original["id"],
+        "hello",
+        True,
+        "TEXT",
+    )
+    assert edited["metadata"]["edits"][0]["previousContent"] == "helo"
+    (_, card_after) = await events.wait_for(
+        "conversation:updated", lambda d: d["conversationId"] == cid, count=2
+    )
+    assert card_after["lastMessage"]["content"] == "hello"
+    assert card_after["lastMessageAt"] == card["lastMessageAt"]  # the card does not move
+
+    await post(
+        http,
+        zapline,
+        tenant,
+        message(sender, "wamid.d." + target, "revoke", {"original_message_id": target}),
+    )
+    await events.wait_for("message:updated", lambda d: d["conversationId"] == cid, count=4)
+    deleted = updates()[-1]
+    assert (deleted["content"], deleted["deleted"], deleted["type"]) == ("", True, "TEXT")
+    assert "hel" not in str(deleted["metadata"])
+
+    (stored,) = await rest_message(http, zapline, tenant.token, cid)
+    assert stored == deleted
+    assert len(events.named("message:new", lambda d: d["conversationId"] == cid)) == 1

@@ -1,5 +1,6 @@
 """The orders WhatsApp does not promise, through the real intake: a status ahead of its
-message, a status for a message that never comes, the same webhook twice.
+message, a status for a message that never comes, an edit, deletion or reaction ahead of the
+message it changes, the same webhook twice.
 
 The fake Cloud API can post a send's status webhooks before it answers the send
 (``/_fake/statuses-first``), which is the race Meta produces when its status is quicker than
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import httpx
 import orjson
 import pytest
 from _desk_harness import SocketFactory, Tenant, ZaplineServer, auth, post_webhook
+from _whatsapp_kinds import message, profile, webhook
 
 from desk.whatsapp import status_webhook, text_message_webhook
 
@@ -106,3 +109,61 @@ async def test_a_status_for_a_message_that_never_comes_expires_with_one_line(
     assert "expired" in record["msg"]
     assert "Traceback" not in log_since(zapline, offset)
     assert events.named("message:status-update") == []
+
+
+async def post_messages(
+    http: httpx.AsyncClient, server: ZaplineServer, tenant: Tenant, *raws: dict[str, Any]
+) -> None:
+    body = webhook(tenant.phone_number_id, list(raws), contacts=profile(raws[0]["from"], "Dana"))
+    response = await post_webhook(http, server, body, secret=tenant.app_secret)
+    assert response.status_code == 200, response.text
+
+
+async def test_edit_and_reaction_ahead_of_their_message_are_in_its_message_new(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    _, events = await sio(zapline.socket_url, tenant.token)
+    sender, target = new_phone(), f"wamid.late.{uuid.uuid4().hex[:8]}"
+    edit = {"original_message_id": target, "message": {"type": "text", "text": {"body": "fixed"}}}
+    reaction = message(
+        sender, f"wamid.r.{target}", "reaction", {"message_id": target, "emoji": "🙏"}
+    )
+    await post_messages(http, zapline, tenant, reaction)
+    await post_messages(http, zapline, tenant, message(sender, f"wamid.e.{target}", "edit", edit))
+    await post_messages(http, zapline, tenant, reaction)  # the same webhook twice
+    await events.expect_none("message:updated", within=0.5)
+    assert events.named("message:new") == []
+
+    await post_messages(http, zapline, tenant, message(sender, target, "text", {"body": "fxied"}))
+    (new,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == target
+    )
+    got = new["message"]
+    assert (got["content"], got["edited"], got["deleted"]) == ("fixed", True, False)
+    assert [(r["from"], r["emoji"]) for r in got["reactions"]] == [(sender, "🙏")]
+    (card,) = await events.wait_for(
+        "conversation:updated", lambda d: d["conversationId"] == new["conversationId"]
+    )
+    assert card["lastMessage"]["content"] == "fixed"
+    # Nothing is kept any more: the next pass announces nothing.
+    await events.expect_none("message:updated", within=1.2)
+    assert len(events.named("message:new")) == 1
+
+
+async def test_a_deletion_ahead_of_its_message_stores_it_deleted(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    _, events = await sio(zapline.socket_url, tenant.token)
+    sender, target = new_phone(), f"wamid.gone.{uuid.uuid4().hex[:8]}"
+    revoke = message(sender, f"wamid.d.{target}", "revoke", {"original_message_id": target})
+    original = message(sender, target, "text", {"body": "oops, my card number"})
+    # In one webhook, the deletion first (Meta promises no order).
+    await post_messages(http, zapline, tenant, revoke, original)
+    (new,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == target
+    )
+    got = new["message"]
+    assert (got["content"], got["deleted"], got["type"]) == ("", True, "TEXT")
+    assert "card number" not in str(got["metadata"])
+    await post_messages(http, zapline, tenant, revoke)  # the deletion again changes nothing
+    await events.expect_none("message:updated", within=0.8)

@@ -563,3 +563,34 @@ def test_a_contact_name_only_names_its_own_wa_id() -> None:
     ).messages
     assert parsed.wa_id == USER
     assert parsed.contact_name is None
+
+
+def test_reactions_edits_and_deletions_name_the_message_they_change() -> None:
+    messages = [
+        _msg("reaction", {"message_id": "wamid.T", "emoji": "👍"}, wamid="wamid.R"),
+        _msg("reaction", {"message_id": "wamid.T"}, wamid="wamid.R0"),  # removed
+        _msg(
+            "edit",
+            {
+                "original_message_id": "wamid.T",
+                "message": {"type": "image", "image": {"id": "1", "caption": "new caption"}},
+            },
+            wamid="wamid.E",
+        ),
+        _msg("revoke", {"original_message_id": "wamid.T"}, wamid="wamid.D"),
+        _msg("revoke", {}, wamid="wamid.D0"),  # no target: stored as a message of its own
+    ]
+    parsed = parse_webhook(_body(_change(messages))).messages
+    changes = [
+        (m.change.kind, m.change.target, m.change.content) if m.change else None for m in parsed
+    ]
+    assert changes == [
+        ("reaction", "wamid.T", "👍"),
+        ("reaction", "wamid.T", ""),
+        ("edit", "wamid.T", "new caption"),
+        ("revoke", "wamid.T", None),
+        None,
+    ]
+    assert parsed[2].change is not None
+    assert parsed[2].change.body == messages[2]["edit"]
+    assert parsed[4].content == "Deleted a message"
