@@ -19,6 +19,7 @@ from desk.contract import (
     tenant_room,
 )
 from desk.ports import Emitter
+from desk.window import window_expires_at
 from storage import Conversation, Message
 
 __all__ = [
@@ -62,6 +63,7 @@ def announce_message(
         "conversationId": conversation.id,
         "lastMessage": last_message_summary(last),
         "lastMessageAt": iso(max(last.timestamp, conversation.last_message_at or last.timestamp)),
+        "windowExpiresAt": iso(window_expires_at(conversation)),
     }
     emitter.emit_many(
         [("message:new", (new,)), ("conversation:updated", (updated,))],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from desk.window import window_expires_at
 from storage import Contact, Conversation, Message
 
 
@@ -89,6 +90,7 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
         "createdAt": iso(conversation.created_at),
         "updatedAt": iso(conversation.updated_at),
         "contact": contact_payload(conversation.contact),
+        "windowExpiresAt": iso(window_expires_at(conversation)),
     }
 
 

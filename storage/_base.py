@@ -315,8 +315,9 @@ class Storage(ABC):
         ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
         (direction "inbound", status "DELIVERED"; ``content`` None is stored as ""; ``error``,
         what WhatsApp reported about the message, as its error) and, only
-        when the message is new, ``touch_conversation(conversation.id, timestamp)`` and the
-        changes kept for it (``apply_message_change``) — but all
+        when the message is new, ``touch_conversation(conversation.id, timestamp)`` (which
+        here also moves ``last_inbound_at``, the customer's newest message, never back) and
+        the changes kept for it (``apply_message_change``) — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
         conversation untouched. Concurrent calls for one new contact create one

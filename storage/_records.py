@@ -123,6 +123,9 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     contact: Contact
+    last_inbound_at: datetime | None = None
+    """The customer's newest message: WhatsApp's 24-hour window for free-form sends runs
+    from it (None: the customer has not written)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,15 @@ TOUCH_CONVERSATION: Final = (
     " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
     " ELSE last_message_at END WHERE id = ?"
 )
+# Parameters: updated_at, then the customer's message time four times, then the id: the
+# same as TOUCH_CONVERSATION, and the customer service window starts again.
+TOUCH_CONVERSATION_INBOUND: Final = (
+    "UPDATE conversations SET updated_at = ?, last_message_at = CASE"
+    " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
+    " ELSE last_message_at END, last_inbound_at = CASE"
+    " WHEN last_inbound_at IS NULL OR last_inbound_at < ? THEN ?"
+    " ELSE last_inbound_at END WHERE id = ?"
+)
 # Parameters: key, value.
 SET_META: Final = (
     "INSERT INTO meta (key, value) VALUES (?, ?)"
@@ -108,7 +117,7 @@ def inbound(record: InboundRecord, now: datetime, d: Dialect) -> Steps[InboundRe
     body = ("inbound", record.type, record.content or "", record.metadata, INBOUND_STATUS)
     row, inserted = yield from write_message((*keys, *body, record.error, when, now))
     if inserted:
-        yield run(TOUCH_CONVERSATION, now, when, when, conversation_id)
+        yield run(TOUCH_CONVERSATION_INBOUND, now, when, when, when, when, conversation_id)
         # An edit, deletion or reaction may have arrived first: in process, so no round trip.
         row, _ = yield from changes.take(row, d)
     conversation = yield one(_SELECT_CONVERSATION_BY_ID, conversation_id)
