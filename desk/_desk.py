@@ -81,6 +81,12 @@ def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
     return observe
 
 
+def _change_sender(msg: InboundMessage) -> str:
+    # An echoed change is the business's own: its number, not the customer's.
+    sender = msg.metadata.get("from") if msg.echo else msg.wa_id
+    return sender if isinstance(sender, str) and sender else msg.wa_id
+
+
 @dataclass(slots=True)
 class _InboxProgress:
     remaining: int
@@ -294,6 +300,8 @@ class Desk:
             metadata=msg.metadata,
             timestamp=msg.timestamp,
             error=msg.error,
+            # What the business sent from the WhatsApp Business app is ours, already SENT.
+            direction="outbound" if msg.echo else "inbound",
         )
         # Group commit: the messages the other workers are storing right now share this
         # commit (they are for other conversations: a conversation's jobs run one at a time).
@@ -324,7 +332,7 @@ class Desk:
                 kind=change.kind,
                 target_id=change.target,
                 whatsapp_message_id=msg.whatsapp_message_id,
-                sender=msg.wa_id,
+                sender=_change_sender(msg),
                 timestamp=msg.timestamp,
                 content=change.content,
                 body=change.body,

@@ -308,15 +308,19 @@ class Storage(ABC):
         metadata: dict[str, Any],
         timestamp: datetime,
         error: dict[str, Any] | None = None,
+        direction: str = "inbound",
     ) -> InboundResult:
         """Store one inbound WhatsApp message in ONE transaction; return what was done.
 
         The same as, in order: ``upsert_contact(tenant_id, phone_number, contact_name)``,
         ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
         (direction "inbound", status "DELIVERED"; ``content`` None is stored as ""; ``error``,
-        what WhatsApp reported about the message, as its error) and, only
+        what WhatsApp reported about the message, as its error; ``direction`` "outbound"
+        stores an echo of what the business sent from the WhatsApp Business app, status
+        "SENT", applying a status kept for its id) and, only
         when the message is new, ``touch_conversation(conversation.id, timestamp)`` (which
-        here also moves ``last_inbound_at``, the customer's newest message, never back) and
+        here also moves ``last_inbound_at``, the customer's newest message, never back, for
+        an inbound message) and
         the changes kept for it (``apply_message_change``) — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
@@ -355,6 +359,7 @@ class Storage(ABC):
                     metadata=record.metadata,
                     timestamp=record.timestamp,
                     error=record.error,
+                    direction=record.direction,
                 )
             except Exception as exc:  # kept, so one record cannot cancel the others
                 results[index] = exc

@@ -27,6 +27,8 @@ STATUS_RANK: Final[dict[str, int]] = {
 MESSAGE_STATUSES: Final = frozenset(STATUS_RANK)
 # The status every inbound message is stored with.
 INBOUND_STATUS: Final = "DELIVERED"
+# The status an echo (a message the business sent from the WhatsApp Business app) starts at.
+ECHO_STATUS: Final = "SENT"
 
 
 class StorageError(Exception):
@@ -211,6 +213,9 @@ class InboundRecord:
     timestamp: datetime
     error: dict[str, Any] | None = None
     """What WhatsApp reported about the message (its ``errors[]``), stored as its ``error``."""
+    direction: str = "inbound"
+    """"outbound" for an echo of what the business sent from the WhatsApp Business app:
+    stored SENT, and it does not open the customer service window."""
 
 
 @dataclass(frozen=True, slots=True)

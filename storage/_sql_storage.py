@@ -294,6 +294,7 @@ class SQLStorage(Storage):
         metadata: dict[str, Any],
         timestamp: datetime,
         error: dict[str, Any] | None = None,
+        direction: str = "inbound",
     ) -> InboundResult:
         record = InboundRecord(
             tenant_id,
@@ -306,6 +307,7 @@ class SQLStorage(Storage):
             metadata,
             timestamp,
             error,
+            direction,
         )
         return await self._run(self._inbound(record, c.utcnow()))
 

@@ -58,6 +58,10 @@ _MESSAGE_TYPES = {
     "revoke": "UNSUPPORTED",
 }
 
+# The webhook fields read: the customers' messages and statuses, and the echoes of what the
+# business sent from the WhatsApp Business app (coexistence numbers).
+_FIELDS = frozenset({"messages", "smb_message_echoes"})
+
 # "played" is what Meta reports when a voice message was listened to: for a desk that is a read.
 _STATUSES = {
     "sent": "SENT",
@@ -94,6 +98,9 @@ class InboundMessage:
     """What WhatsApp reported about this message (``errors[]``): {code, title, details}."""
     change: Change | None = None
     """Set when the message changes an earlier one (a reaction, an edit, a deletion)."""
+    echo: bool = False
+    """A message the business sent from the WhatsApp Business app (``smb_message_echoes``):
+    ``wa_id`` is then its recipient, the customer, and it is stored as OUTBOUND."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +215,10 @@ def parse_webhook(body: dict[str, Any]) -> WebhookBatch:
             ids.add(pid)
         # A change without ``field`` (hand-written tests) is read by its ``value``.
         field = change.get("field", "messages")
-        if field != "messages":
+        if not isinstance(field, str) or field not in _FIELDS:
             skipped.append(f"{where}: field {field!r} is not handled")
             continue
+        echoes = field == "smb_message_echoes"
         value = change.get("value")
         if pid is None or not isinstance(value, dict):
             skipped.append(f"{where}: no value.metadata.phone_number_id")
@@ -219,8 +227,10 @@ def parse_webhook(body: dict[str, Any]) -> WebhookBatch:
         display = meta.get("display_phone_number")
         display = display if isinstance(display, str) else None
         names = _contact_names(value.get("contacts"))
-        for k, raw in enumerate(_list(value, "messages", where, skipped)):
-            message = _message(raw, pid, display, names, f"{where}.value.messages[{k}]", skipped)
+        key = "message_echoes" if echoes else "messages"
+        for k, raw in enumerate(_list(value, key, where, skipped)):
+            spot = f"{where}.value.{key}[{k}]"
+            message = _message(raw, pid, display, names, spot, skipped, echo=echoes)
             if message is not None:
                 messages.append(message)
         for k, raw in enumerate(_list(value, "statuses", where, skipped)):
@@ -271,11 +281,14 @@ def _message(
     names: dict[str, str | None],
     where: str,
     skipped: list[str],
+    *,
+    echo: bool = False,
 ) -> InboundMessage | None:
     if not isinstance(raw, dict):
         skipped.append(f"{where}: not an object")
         return None
-    wamid, sender = raw.get("id"), raw.get("from")
+    # An echo is filed under its recipient: the customer's conversation.
+    wamid, sender = raw.get("id"), raw.get("to" if echo else "from")
     if not isinstance(wamid, str) or not wamid:
         skipped.append(f"{where}: no message 'id'")
         return None
@@ -305,6 +318,7 @@ def _message(
         wa_id=sender,
         # A name only ever names its own wa_id: a change may list someone else.
         contact_name=names.get(sender),
+        echo=echo,
         whatsapp_message_id=wamid,
         timestamp=when,
         type=mtype,

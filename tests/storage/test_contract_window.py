@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from test_contract_inbound import T0, inbound, make_account
 
-from storage import Storage
+from storage import InboundRecord, InboundResult, Storage
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
@@ -59,3 +59,57 @@ async def test_a_conversation_the_customer_never_wrote_in_has_no_window(storage:
     contact = await storage.upsert_contact(tenant.id, "5511000000077", "Bea")
     conv, created = await storage.get_or_create_conversation(tenant.id, contact.id, account.id)
     assert created and conv.last_inbound_at is None
+
+
+async def test_an_echo_is_stored_sent_takes_a_kept_status_and_opens_no_window(
+    storage: Storage,
+) -> None:
+    tenant, account = await make_account(storage)
+    assert await storage.record_status(tenant.id, "wamid.echo", "DELIVERED") is None
+    many = await storage.record_inbound_many(
+        [
+            InboundRecord(
+                tenant_id=tenant.id,
+                account_id=account.id,
+                phone_number="5511999990000",
+                contact_name=None,
+                whatsapp_message_id="wamid.echo",
+                type="TEXT",
+                content="sent from the phone",
+                metadata={},
+                timestamp=T0,
+                direction="outbound",
+            )
+        ]
+    )
+    (result,) = many
+    assert isinstance(result, InboundResult)
+    assert (result.message.direction, result.message.status) == ("outbound", "DELIVERED")
+    assert result.conversation.last_message_at == T0
+    assert result.conversation.last_inbound_at is None
+    alone = await storage.record_inbound(
+        tenant_id=tenant.id,
+        account_id=account.id,
+        phone_number="5511999990000",
+        contact_name=None,
+        whatsapp_message_id="wamid.echo.2",
+        type="TEXT",
+        content="again",
+        metadata={},
+        timestamp=T0 + timedelta(minutes=1),
+        direction="outbound",
+    )
+    assert (alone.message.status, alone.conversation.last_inbound_at) == ("SENT", None)
+    with pytest.raises(ValueError):
+        await storage.record_inbound(
+            tenant_id=tenant.id,
+            account_id=account.id,
+            phone_number="5511999990000",
+            contact_name=None,
+            whatsapp_message_id="wamid.x",
+            type="TEXT",
+            content="",
+            metadata={},
+            timestamp=T0,
+            direction="sideways",
+        )

@@ -594,3 +594,23 @@ def test_reactions_edits_and_deletions_name_the_message_they_change() -> None:
     assert parsed[2].change is not None
     assert parsed[2].change.body == messages[2]["edit"]
     assert parsed[4].content == "Deleted a message"
+
+
+def test_business_app_echoes_are_filed_under_their_recipient() -> None:
+    echo = {
+        "from": "15550783881",
+        "to": USER,
+        "id": "wamid.ECHO",
+        "timestamp": "1739321024",
+        "type": "text",
+        "text": {"body": "sent from the phone"},
+    }
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PID},
+        "message_echoes": [echo],
+    }
+    batch = parse_webhook(_body({"value": value, "field": "smb_message_echoes"}))
+    assert batch.skipped == []
+    (parsed,) = batch.messages
+    assert (parsed.echo, parsed.wa_id, parsed.content) == (True, USER, "sent from the phone")
