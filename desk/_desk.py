@@ -34,6 +34,7 @@ import orjson
 
 from desk.accounts import AccountCache
 from desk.announce import (
+    announce_contact,
     announce_conversation,
     announce_message,
     announce_message_updated,
@@ -54,6 +55,7 @@ from desk.whatsapp import (
 from engine.group_commit import GroupCommit
 from engine.jobs import Job, PermanentError, Priority, PriorityJobQueue, QueueClosed
 from storage import (
+    Conflict,
     Conversation,
     InboundRecord,
     InboundResult,
@@ -289,10 +291,17 @@ class Desk:
         if msg.change is not None:
             await self._apply_change(inbox_id, account.tenant_id, msg, msg.change)
             return
+        phone, moved = msg.wa_id, False
+        if msg.new_wa_id is not None:
+            # The customer changed numbers: their contact takes the new one first, so the
+            # notice, and what they write next, continue the same conversation (and a
+            # replay of the notice finds it there instead of recreating the old number).
+            moved = await self._change_number(account.tenant_id, msg.wa_id, msg.new_wa_id)
+            phone = msg.new_wa_id
         record = InboundRecord(
             tenant_id=account.tenant_id,
             account_id=account.id,
-            phone_number=msg.wa_id,
+            phone_number=phone,
             contact_name=msg.contact_name,
             whatsapp_message_id=msg.whatsapp_message_id,
             type=msg.type,
@@ -318,6 +327,8 @@ class Desk:
                 on_written = _latency_observer(metrics, progress.received)
             latest = await self._latest_message(conversation, result.message)
             announce_message(self.emitter, conversation, result.message, on_written, latest=latest)
+            if moved:
+                announce_contact(self.emitter, conversation)
         self._finished(inbox_id)
 
     async def _apply_change(
@@ -345,6 +356,23 @@ class Desk:
         elif result[1] or replay:
             await self._announce_updated(result[0], text_changed=change.kind != "reaction")
         self._finished(inbox_id)
+
+    async def _change_number(self, tenant_id: str, old: str, new: str) -> bool:
+        try:
+            contact = await self.storage.change_contact_number(tenant_id, old, new)
+        except Conflict:
+            contact = None
+        if contact is None:
+            log.info(
+                "number change %s -> %s: no contact to move (or %s has one already)",
+                old,
+                new,
+                new,
+                extra={"tenant": tenant_id},
+            )
+            return False
+        log.info("contact %s changed number %s -> %s", contact.id, old, new)
+        return True
 
     async def _announce_updated(self, message: Message, *, text_changed: bool) -> None:
         conversation = await self.storage.get_conversation(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from desk.contract import (
+    contact_payload,
     conversation_payload,
     conversation_room,
     iso,
@@ -23,6 +24,7 @@ from desk.window import window_expires_at
 from storage import Conversation, Message
 
 __all__ = [
+    "announce_contact",
     "announce_conversation",
     "announce_message",
     "announce_message_updated",
@@ -110,3 +112,17 @@ def announce_message_updated(
         }
         events.append(("conversation:updated", (card,)))
     emitter.emit_many(events, to=rooms, defer=True)
+
+
+def announce_contact(emitter: Emitter, conversation: Conversation) -> None:
+    """Emit ``conversation:updated`` with the card's ``contact`` (the customer changed
+    numbers) to the tenant and the conversation."""
+    updated = {
+        "conversationId": conversation.id,
+        "contact": contact_payload(conversation.contact),
+    }
+    emitter.emit_many(
+        [("conversation:updated", (updated,))],
+        to=[tenant_room(conversation.tenant_id), conversation_room(conversation.id)],
+        defer=True,
+    )

@@ -215,6 +215,18 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    async def change_contact_number(
+        self, tenant_id: str, phone_number: str, new_phone_number: str
+    ) -> Contact | None:
+        """Give the tenant's contact of ``phone_number`` the number ``new_phone_number`` (the
+        customer changed numbers), so its conversation continues under the new one.
+
+        Returns the contact as changed, or None when the tenant has no contact with
+        ``phone_number`` or already has one with ``new_phone_number`` (nothing is merged).
+        Raises Conflict if such a contact is created concurrently.
+        """
+
+    @abstractmethod
     async def get_or_create_conversation(
         self, tenant_id: str, contact_id: str, account_id: str
     ) -> tuple[Conversation, bool]:

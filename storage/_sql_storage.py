@@ -200,6 +200,17 @@ class SQLStorage(Storage):
         values = (c.new_id(), tenant_id, phone_number, name or None, c.utcnow())
         return r.contact(await self._written(tx.UPSERT_CONTACT, *values))
 
+    async def change_contact_number(
+        self, tenant_id: str, phone_number: str, new_phone_number: str
+    ) -> Contact | None:
+        row = await self._write_one(
+            "UPDATE contacts SET phone_number = ? WHERE tenant_id = ? AND phone_number = ?"
+            " AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.tenant_id = ?"
+            f" AND k.phone_number = ?) RETURNING {r.CONTACT_COLS}",
+            *(new_phone_number, tenant_id, phone_number, tenant_id, new_phone_number),
+        )
+        return None if row is None else r.contact(row)
+
     async def get_or_create_conversation(
         self, tenant_id: str, contact_id: str, account_id: str
     ) -> tuple[Conversation, bool]:

@@ -98,6 +98,8 @@ class InboundMessage:
     """What WhatsApp reported about this message (``errors[]``): {code, title, details}."""
     change: Change | None = None
     """Set when the message changes an earlier one (a reaction, an edit, a deletion)."""
+    new_wa_id: str | None = None
+    """A system notice that the customer changed numbers: the new one (from ``system``)."""
     echo: bool = False
     """A message the business sent from the WhatsApp Business app (``smb_message_echoes``):
     ``wa_id`` is then its recipient, the customer, and it is stored as OUTBOUND."""
@@ -318,6 +320,7 @@ def _message(
         wa_id=sender,
         # A name only ever names its own wa_id: a change may list someone else.
         contact_name=names.get(sender),
+        new_wa_id=_new_number(raw, sender) if mtype == "SYSTEM" else None,
         echo=echo,
         whatsapp_message_id=wamid,
         timestamp=when,
@@ -327,6 +330,19 @@ def _message(
         error=error,
         change=change,
     )
+
+
+# What Meta has called a change of the customer's number over the API's versions.
+_NUMBER_CHANGES = frozenset({"user_changed_number", "customer_changed_number"})
+
+
+def _new_number(raw: dict[str, Any], sender: str) -> str | None:
+    system = raw.get("system")
+    if not isinstance(system, dict) or system.get("type") not in _NUMBER_CHANGES:
+        return None
+    new = system.get("wa_id") or system.get("new_wa_id")
+    new = str(new) if isinstance(new, str | int) and not isinstance(new, bool) else None
+    return new if new and new != sender else None
 
 
 def _message_error(errors: Any) -> dict[str, Any] | None:

@@ -68,7 +68,9 @@ async def test_each_kind_reaches_the_agent_readable(
     )
     assert got["metadata"] == raw  # the original object, whatever its type
     assert got["error"] == kind.error
-    assert got["contact"]["phoneNumber"] == sender
+    # A number change files the notice under the customer's new number (see below).
+    moved_to = kind.part.get("wa_id") if kind.kind == "system" else None
+    assert got["contact"]["phoneNumber"] == (moved_to or sender)
     conversation_id = new["conversationId"]
     (card,) = await events.wait_for(
         "conversation:updated", lambda d: d["conversationId"] == conversation_id
@@ -175,3 +177,51 @@ async def test_reactions_edits_and_deletions_change_their_message(
     (stored,) = await rest_message(http, zapline, tenant.token, cid)
     assert stored == deleted
     assert len(events.named("message:new", lambda d: d["conversationId"] == cid)) == 1
+
+
+async def test_a_number_change_continues_the_conversation_under_the_new_number(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    old, new_number = new_sender(), new_sender()
+    _, events = await sio(zapline.socket_url, tenant.token)
+    await post(http, zapline, tenant, message(old, f"wamid.o.{old}", "text", {"body": "hi"}))
+    (first,) = await events.wait_for("message:new")
+    cid = first["conversationId"]
+    notice = message(
+        old,
+        f"wamid.sys.{old}",
+        "system",
+        {
+            "body": f"User Dana changed from {old} to {new_number}",
+            "wa_id": new_number,
+            "type": "user_changed_number",
+        },
+    )
+    body = webhook(tenant.phone_number_id, [notice])  # system notices carry no contacts
+    for _ in range(2):  # the same webhook twice
+        response = await post_webhook(http, zapline, body, secret=tenant.app_secret)
+        assert response.status_code == 200, response.text
+    (moved,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == notice["id"]
+    )
+    assert moved["conversationId"] == cid
+    assert (moved["message"]["type"], moved["message"]["content"]) == (
+        "SYSTEM",
+        f"User Dana changed from {old} to {new_number}",
+    )
+    assert moved["message"]["contact"]["phoneNumber"] == new_number
+    (card,) = await events.wait_for(
+        "conversation:updated", lambda d: d["conversationId"] == cid and "contact" in d
+    )
+    assert card["contact"]["phoneNumber"] == new_number
+    assert card["contact"]["id"] == first["message"]["contact"]["id"]
+
+    await post(
+        http, zapline, tenant, message(new_number, f"wamid.n.{new_number}", "text", {"body": "me"})
+    )
+    (later,) = await events.wait_for(
+        "message:new", lambda d: d["message"]["whatsappMessageId"] == f"wamid.n.{new_number}"
+    )
+    assert later["conversationId"] == cid
+    assert len(events.named("conversation:new")) == 1
+    assert len(await rest_message(http, zapline, tenant.token, cid)) == 3

@@ -113,3 +113,19 @@ async def test_an_echo_is_stored_sent_takes_a_kept_status_and_opens_no_window(
             timestamp=T0,
             direction="sideways",
         )
+
+
+async def test_a_contact_moves_to_a_new_number_unless_it_is_taken(storage: Storage) -> None:
+    tenant, account = await make_account(storage)
+    first = await inbound(storage, tenant.id, account.id, "wamid.1", T0, phone="5511000000001")
+    moved = await storage.change_contact_number(tenant.id, "5511000000001", "5511000000002")
+    assert moved is not None
+    assert (moved.id, moved.phone_number) == (first.conversation.contact_id, "5511000000002")
+    later = await inbound(storage, tenant.id, account.id, "wamid.2", T0, phone="5511000000002")
+    assert later.conversation.id == first.conversation.id and not later.conversation_created
+    # Nothing left under the old number; a taken number is not merged into.
+    assert await storage.change_contact_number(tenant.id, "5511000000001", "5511000000003") is None
+    await inbound(storage, tenant.id, account.id, "wamid.3", T0, phone="5511000000004")
+    assert await storage.change_contact_number(tenant.id, "5511000000002", "5511000000004") is None
+    other, _ = await make_account(storage)
+    assert await storage.change_contact_number(other.id, "5511000000002", "5511000000009") is None

@@ -614,3 +614,20 @@ def test_business_app_echoes_are_filed_under_their_recipient() -> None:
     assert batch.skipped == []
     (parsed,) = batch.messages
     assert (parsed.echo, parsed.wa_id, parsed.content) == (True, USER, "sent from the phone")
+
+
+@pytest.mark.parametrize(
+    ("system", "new"),
+    [
+        ({"body": "changed", "type": "user_changed_number", "wa_id": "16505559999"}, "16505559999"),
+        (
+            {"body": "changed", "type": "customer_changed_number", "new_wa_id": 16505559999},
+            "16505559999",
+        ),
+        ({"body": "identity", "type": "customer_identity_changed", "identity": "x"}, None),
+        ({"body": "changed", "type": "user_changed_number", "wa_id": USER}, None),
+    ],
+)
+def test_a_number_change_names_the_new_number(system: dict[str, Any], new: str | None) -> None:
+    (parsed,) = parse_webhook(_body(_change([_msg("system", system)]))).messages
+    assert (parsed.type, parsed.new_wa_id) == ("SYSTEM", new)
