@@ -442,7 +442,9 @@ class Storage(ABC):
         highest on the ladder wins, and the newest non-None error) and None is returned:
         ``mark_message_sent`` applies it when a message gets this id, and
         ``apply_pending_statuses`` when one has it by then; ``expire_pending_statuses``
-        forgets it. One transaction. Raises ValueError for a status not on the ladder.
+        forgets it. Each statement is atomic (a message that gets this id meanwhile is
+        caught by ``apply_pending_statuses``). Raises ValueError for a status not on the
+        ladder.
         """
 
     @abstractmethod

@@ -5,9 +5,10 @@ A status webhook can reach us before the send worker has recorded the message's 
 desk has not stored (sent from elsewhere; an echo still on its way). Such a status is kept in
 ``pending_statuses``, one row per (tenant, WhatsApp id) holding the highest status reported,
 and applied (monotonic, as any status) when the message gets that id: in the same
-transaction as ``mark_message_sent``. On PostgreSQL (READ COMMITTED) a status and the send
-racing to commit can each miss the other's uncommitted row; ``apply_pending`` run now and
-then by the desk closes that window. Rows nobody claims expire (``expire_pending``).
+transaction as ``mark_message_sent``. A status and the send racing to commit can each miss
+the other's row (PostgreSQL runs READ COMMITTED, and ``record_status`` runs its statements
+in autocommit to spare a status two round trips); ``apply_pending``, run now and then by the
+desk, closes that window. Rows nobody claims expire (``expire_pending``).
 """
 
 from __future__ import annotations

@@ -408,7 +408,10 @@ class SQLStorage(Storage):
     ) -> tuple[Message, bool] | None:
         applied = self._status_steps(tenant_id, whatsapp_message_id, status, error)
         steps = pending.or_keep(applied, tenant_id, whatsapp_message_id, status, error, c.utcnow())
-        return self._message_and_flag(await self._run(steps))
+        # Autocommit (no BEGIN/COMMIT round trips on PostgreSQL for every status): each
+        # statement is atomic, and a message that gets its id between the lookup and the
+        # keep is caught by apply_pending_statuses, as the READ COMMITTED race is.
+        return self._message_and_flag(await self._run(steps, "autocommit"))
 
     def _status_steps(
         self, tenant_id: str, whatsapp_message_id: str, status: str, error: dict[str, Any] | None
