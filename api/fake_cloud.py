@@ -24,6 +24,9 @@ from desk.whatsapp import SIGNATURE_HEADER, new_wamid, sign, status_webhook
 
 __all__ = ["create_fake_app", "serve_fake"]
 
+# Seconds a "statuses first" send waits after posting its statuses before it answers.
+STATUSES_FIRST_LEAD = 0.3
+
 log = logging.getLogger("zapline.fake_whatsapp")
 
 _TITLES = {
@@ -102,6 +105,9 @@ class _FakeState:
     fail_count: int = 0
     fail_status: int = 500
     fail_code: int | None = None
+    # Sends whose status webhooks are posted before the send is answered (the race Meta
+    # produces when its status is quicker than the sender's commit).
+    statuses_first: int = 0
     http: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -144,7 +150,9 @@ def create_fake_app(
     """Return a Quart app that behaves like the Cloud API's send endpoint (see module doc).
 
     Routes: ``POST /<version>/<phone_number_id>/messages``, ``GET /_fake/sent``,
-    ``POST /_fake/fail`` ``{"count", "status", "code"}`` and ``POST /_fake/reset``.
+    ``POST /_fake/fail`` ``{"count", "status", "code"}``, ``POST /_fake/statuses-first``
+    ``{"count"}`` (the next sends' status webhooks are posted before the send is answered)
+    and ``POST /_fake/reset``.
     Never raises; status webhooks only go out when ``webhook_url`` is set.
     """
     app = quart.Quart("zapline_fake_whatsapp")
@@ -176,7 +184,11 @@ def create_fake_app(
             return _error(status, state.fail_code or default, "failure injected by /_fake/fail")
         wamid = new_wamid()
         state.sent.append({**body, "wamid": wamid, "phone_number_id": phone_number_id})
-        if state.webhook_url:
+        if state.webhook_url and state.statuses_first > 0:
+            state.statuses_first -= 1
+            await state.deliver_statuses(phone_number_id, wamid, body["to"])
+            await anyio.sleep(STATUSES_FIRST_LEAD)  # time for the sender to process them
+        elif state.webhook_url:
             app.add_background_task(state.deliver_statuses, phone_number_id, wamid, body["to"])
         reply = {
             "messaging_product": "whatsapp",
@@ -200,10 +212,19 @@ def create_fake_app(
         state.fail_code = code if isinstance(code, int) else None
         return {"ok": True, "pending": state.fail_count}, 200
 
+    @app.post("/_fake/statuses-first")
+    async def statuses_first() -> tuple[dict[str, Any], int]:
+        spec = await quart.request.get_json(silent=True)
+        if not isinstance(spec, dict) or not isinstance(spec.get("count"), int):
+            return {"error": 'expected {"count": n}'}, 400
+        state.statuses_first = max(0, spec["count"])
+        return {"ok": True, "pending": state.statuses_first}, 200
+
     @app.post("/_fake/reset")
     async def reset() -> dict[str, Any]:
         state.sent.clear()
         state.fail_count = 0
+        state.statuses_first = 0
         return {"ok": True}
 
     return app

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, current_app, request
 
 from api.context import runtime_of
 from api.guard import claims, error, require_auth
-from desk.contract import conversation_payload, message_payload
+from desk.contract import conversation_payload, iso, message_payload
 from desk.conversations import update_conversation as update_conversation_card
 from desk.permissions import may_see, sees_everything
 from desk.whatsapp import CloudApiError, build_message
+from desk.window import FREE_FORM_EXEMPT, window_expires_at, window_open
 from storage import UNSET, Conversation
 
 log = logging.getLogger("zapline.api")
@@ -186,6 +188,8 @@ def _outbound(body: Any, to: str) -> tuple[str, str, dict[str, Any]]:
         raise _BadSend("metadata", "metadata must be an object")
     if kind == "TEXT" and not content.strip():
         raise _BadSend("content", "content must be a non-empty string for TEXT")
+    if kind == "TEMPLATE":
+        content = content or _template_label(metadata.get("template"))
     try:
         build_message(to, kind, content, metadata)
     except CloudApiError as exc:
@@ -193,12 +197,44 @@ def _outbound(body: Any, to: str) -> tuple[str, str, dict[str, Any]]:
     return kind, content, metadata
 
 
+def _template_label(template: Any) -> str:
+    """What an agent reads for a template send; raise _BadSend when it cannot be one."""
+    name = template.get("name") if isinstance(template, dict) else None
+    language = template.get("language") if isinstance(template, dict) else None
+    code = language.get("code") if isinstance(language, dict) else None
+    if not isinstance(name, str) or not name or not isinstance(code, str) or not code:
+        raise _BadSend(
+            "metadata",
+            "a TEMPLATE needs metadata.template {name, language: {code}, components?}"
+            " in Cloud API shape",
+        )
+    return f"Template: {name}"
+
+
+def _outside_window(kind: str, conversation: Conversation) -> str | None:
+    """Why a send of ``kind`` cannot go out now (the 24-hour window), or None if it can."""
+    if kind in FREE_FORM_EXEMPT or window_open(conversation, datetime.now(UTC)):
+        return None
+    expires = window_expires_at(conversation)
+    when = (
+        "the customer has not written yet"
+        if expires is None
+        else f"the customer's last message is more than 24 hours old (the window closed at"
+        f" {iso(expires)})"
+    )
+    return (
+        f"outside WhatsApp's 24-hour customer service window: {when}; only a TEMPLATE"
+        " message can be sent until the customer writes again"
+    )
+
+
 @blueprint.post("/api/conversations/<conversation_id>/messages")
 @require_auth
 async def send_message(conversation_id: str) -> Any:
     """``{type?: "TEXT", content, metadata?}`` -> 202 with the PENDING message; a worker sends it.
 
-    A body that cannot be sent answers 400 ``{error, field}``.
+    A body that cannot be sent answers 400 ``{error, field}``; a free-form message outside
+    the 24-hour customer service window answers 409 (a TEMPLATE is accepted).
     """
     body = await request.get_json(force=True, silent=True)
     runtime = runtime_of(current_app)
@@ -211,6 +247,10 @@ async def send_message(conversation_id: str) -> Any:
         kind, content, metadata = _outbound(body, conversation.contact.phone_number)
     except _BadSend as bad:
         return error(400, bad.message, field=bad.field)
+    closed = _outside_window(kind, conversation)
+    if closed is not None:
+        # Meta would refuse it later (131047); saying so now keeps the agent in the loop.
+        return error(409, closed, field="type")
     message = await runtime.desk.send_reply(
         conversation, kind=kind, content=content, metadata=metadata, user_id=claims().user_id
     )

@@ -10,7 +10,7 @@ composition root depend on it.
 
 from __future__ import annotations
 
-from desk._desk import Desk, UnknownMessage
+from desk._desk import Desk
 from desk.accounts import AccountCache
 from desk.auth import AuthError, Claims, issue_token, verify_token
 from desk.inbox import InboxWriter, IntakeUnavailable
@@ -27,7 +27,6 @@ __all__ = [
     "Emitter",
     "InboxWriter",
     "IntakeUnavailable",
-    "UnknownMessage",
     "attach_realtime",
     "issue_token",
     "verify_token",

@@ -34,15 +34,36 @@ import anyio.lowlevel
 import orjson
 
 from desk.accounts import AccountCache
-from desk.announce import announce_conversation, announce_message, announce_status
+from desk.announce import (
+    announce_contact,
+    announce_conversation,
+    announce_message,
+    announce_message_updated,
+    announce_status,
+)
 from desk.inbox import InboxWriter
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter
 from desk.recovery import recover, replay_inbox
-from desk.whatsapp import CloudApiClient, CloudApiError, InboundMessage, StatusUpdate, parse_webhook
+from desk.whatsapp import (
+    Change,
+    CloudApiClient,
+    CloudApiError,
+    InboundMessage,
+    StatusUpdate,
+    parse_webhook,
+)
 from engine.group_commit import GroupCommit
 from engine.jobs import Job, PermanentError, Priority, PriorityJobQueue, QueueClosed
-from storage import Conversation, InboundRecord, InboundResult, Message, Storage
+from storage import (
+    Conflict,
+    Conversation,
+    InboundRecord,
+    InboundResult,
+    Message,
+    MessageChange,
+    Storage,
+)
 
 log = logging.getLogger("zapline.desk")
 
@@ -53,6 +74,9 @@ DONE_MARK_DELAY = 0.25
 # Finished inbox rows deleted per statement: short enough not to hold SQLite's one
 # connection (and the intake's commits behind it) for long.
 PRUNE_BATCH = 1000
+# At most this many seconds between two passes over the statuses and changes kept for
+# messages not stored yet.
+PENDING_INTERVAL = 30.0
 
 
 def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
@@ -63,8 +87,10 @@ def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
     return observe
 
 
-class UnknownMessage(Exception):
-    """A status arrived for a message we do not know yet (retried, then dead-lettered)."""
+def _change_sender(msg: InboundMessage) -> str:
+    # An echoed change is the business's own: its number, not the customer's.
+    sender = msg.metadata.get("from") if msg.echo else msg.wa_id
+    return sender if isinstance(sender, str) and sender else msg.wa_id
 
 
 @dataclass(slots=True)
@@ -134,6 +160,7 @@ class Desk:
             tg.start_soon(self._sweep_loop)
             if self.options.inbox_retention > 0:
                 tg.start_soon(self._prune_loop)
+            tg.start_soon(self._pending_loop)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -262,21 +289,34 @@ class Desk:
     # -- inbound messages --------------------------------------------------------------------
 
     async def handle_inbound(self, payload: tuple[int, InboundMessage]) -> None:
-        """Store one inbound message and announce it."""
+        """Store one inbound message and announce it (or apply the change it makes)."""
         inbox_id, msg = payload
         account = await self.accounts.get(msg.phone_number_id)
         if account is None:
             raise PermanentError(f"no account for phone_number_id {msg.phone_number_id}")
+        if msg.change is not None:
+            await self._apply_change(inbox_id, account.tenant_id, msg, msg.change)
+            return
+        phone, moved = msg.wa_id, False
+        if msg.new_wa_id is not None:
+            # The customer changed numbers: their contact takes the new one first, so the
+            # notice, and what they write next, continue the same conversation (and a
+            # replay of the notice finds it there instead of recreating the old number).
+            moved = await self._change_number(account.tenant_id, msg.wa_id, msg.new_wa_id)
+            phone = msg.new_wa_id
         record = InboundRecord(
             tenant_id=account.tenant_id,
             account_id=account.id,
-            phone_number=msg.wa_id,
+            phone_number=phone,
             contact_name=msg.contact_name,
             whatsapp_message_id=msg.whatsapp_message_id,
             type=msg.type,
             content=msg.content,
             metadata=msg.metadata,
             timestamp=msg.timestamp,
+            error=msg.error,
+            # What the business sent from the WhatsApp Business app is ours, already SENT.
+            direction="outbound" if msg.echo else "inbound",
         )
         # Group commit: the messages the other workers are storing right now share this
         # commit (they are for other conversations: a conversation's jobs run one at a time).
@@ -293,7 +333,59 @@ class Desk:
                 on_written = _latency_observer(metrics, progress.received)
             latest = await self._latest_message(conversation, result.message)
             announce_message(self.emitter, conversation, result.message, on_written, latest=latest)
+            if moved:
+                announce_contact(self.emitter, conversation)
         self._finished(inbox_id)
+
+    async def _apply_change(
+        self, inbox_id: int, tenant_id: str, msg: InboundMessage, change: Change
+    ) -> None:
+        # A reaction, edit or deletion changes its target; it is no message of its own, so
+        # it neither moves the card nor counts as new. One that came first is kept by
+        # storage and applied when its target is stored.
+        result = await self.storage.apply_message_change(
+            MessageChange(
+                tenant_id=tenant_id,
+                kind=change.kind,
+                target_id=change.target,
+                whatsapp_message_id=msg.whatsapp_message_id,
+                sender=_change_sender(msg),
+                timestamp=msg.timestamp,
+                content=change.content,
+                body=change.body,
+            )
+        )
+        progress = self._progress.get(inbox_id)
+        replay = progress.replay if progress is not None else False
+        if result is None:
+            log.debug("%s of %s kept until it arrives", change.kind, change.target)
+        elif result[1] or replay:
+            await self._announce_updated(result[0], text_changed=change.kind != "reaction")
+        self._finished(inbox_id)
+
+    async def _change_number(self, tenant_id: str, old: str, new: str) -> bool:
+        try:
+            contact = await self.storage.change_contact_number(tenant_id, old, new)
+        except Conflict:
+            contact = None
+        if contact is None:
+            log.info(
+                "number change %s -> %s: no contact to move (or %s has one already)",
+                old,
+                new,
+                new,
+                extra={"tenant": tenant_id},
+            )
+            return False
+        log.info("contact %s changed number %s -> %s", contact.id, old, new)
+        return True
+
+    async def _announce_updated(self, message: Message, *, text_changed: bool) -> None:
+        conversation = await self.storage.get_conversation(
+            message.tenant_id, message.conversation_id
+        )
+        if conversation is not None:
+            announce_message_updated(self.emitter, conversation, message, text_changed=text_changed)
 
     async def _latest_message(self, conversation: Conversation, message: Message) -> Message:
         """The conversation's newest message: ``message`` unless it arrived out of order.
@@ -322,21 +414,70 @@ class Desk:
         if account is None:
             raise PermanentError(f"no account for phone_number_id {status.phone_number_id}")
         error = {"errors": status.errors} if status.errors else None
-        result = await self.storage.update_message_status(
+        # A status that overtook its message (the send worker has not recorded the id yet,
+        # or the message was sent from elsewhere) is kept and applied when the message is:
+        # an expected race, not an error to retry.
+        result = await self.storage.record_status(
             account.tenant_id, status.whatsapp_message_id, status.status, error=error
         )
         if result is None:
-            raise UnknownMessage(
-                f"status {status.status} for unknown message {status.whatsapp_message_id}"
+            log.debug(
+                "status %s of %s kept until its message is known",
+                status.status,
+                status.whatsapp_message_id,
             )
-        message, changed = result
-        if changed:
-            conversation = await self.storage.get_conversation(
-                message.tenant_id, message.conversation_id
-            )
-            if conversation is not None:  # its audience depends on who it is assigned to
-                announce_status(self.emitter, message, conversation)
+        elif result[1]:
+            await self._announce_status(result[0])
         self._finished(inbox_id)
+
+    async def _announce_status(self, message: Message) -> None:
+        # A status's audience depends on who its conversation is assigned to.
+        conversation = await self.storage.get_conversation(
+            message.tenant_id, message.conversation_id
+        )
+        if conversation is not None:
+            announce_status(self.emitter, message, conversation)
+
+    async def _pending_loop(self) -> None:
+        ttl = min(self.options.pending_status_ttl, self.options.pending_change_ttl)
+        interval = max(0.05, min(ttl / 2, PENDING_INTERVAL))
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.settle_pending()
+            except Exception as exc:
+                log.warning("kept statuses/changes not settled (next in %.0f s): %s", interval, exc)
+
+    async def settle_pending(self) -> None:
+        """Apply the statuses and changes kept for messages that are known now (announcing
+        them), and expire those older than their ``options`` TTL. Raises what storage
+        raises."""
+        for message in await self.storage.apply_pending_statuses():
+            await self._announce_status(message)
+        for message in await self.storage.apply_pending_changes():
+            await self._announce_updated(message, text_changed=True)
+        now = datetime.now(UTC)
+        ttl = self.options.pending_status_ttl
+        before = now - timedelta(seconds=ttl)
+        for tenant_id, wamid, status in await self.storage.expire_pending_statuses(before):
+            log.info(
+                "status %s of %s expired: no message with this id arrived within %.0f s",
+                status,
+                wamid,
+                ttl,
+                extra={"tenant": tenant_id},
+            )
+        ttl = self.options.pending_change_ttl
+        before = now - timedelta(seconds=ttl)
+        for tenant_id, wamid, kind, target in await self.storage.expire_pending_changes(before):
+            log.info(
+                "%s %s of %s expired: no message with this id arrived within %.0f s",
+                kind,
+                wamid,
+                target,
+                ttl,
+                extra={"tenant": tenant_id},
+            )
 
     # -- outbound ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from desk.window import window_expires_at
 from storage import Contact, Conversation, Message
 
 
@@ -61,7 +62,19 @@ def message_payload(message: Message, contact: Contact) -> dict[str, Any]:
         "error": message.error,
         "timestamp": iso(message.timestamp),
         "contact": contact_payload(contact),
+        "reactions": reactions_payload(message),
+        "edited": message.edited_at is not None,
+        "deleted": message.deleted_at is not None,
     }
+
+
+def reactions_payload(message: Message) -> list[dict[str, Any]]:
+    """``[{from, emoji, timestamp}]``: one reaction per sender, oldest first."""
+    found = [
+        {"from": sender, "emoji": str(r.get("emoji", "")), "timestamp": str(r.get("timestamp"))}
+        for sender, r in message.reactions.items()
+    ]
+    return sorted(found, key=lambda r: (r["timestamp"], r["from"]))
 
 
 def conversation_payload(conversation: Conversation) -> dict[str, Any]:
@@ -77,6 +90,7 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
         "createdAt": iso(conversation.created_at),
         "updatedAt": iso(conversation.updated_at),
         "contact": contact_payload(conversation.contact),
+        "windowExpiresAt": iso(window_expires_at(conversation)),
     }
 
 

@@ -65,5 +65,9 @@ class DeskOptions:
     recovery_window: float = 10.0
     inbox_sweep_interval: float = 30.0
     inbox_retention: float = 86400.0  # seconds finished inbox rows are kept; 0: forever
+    # Seconds a status for a message not (yet) stored is kept before it is forgotten.
+    pending_status_ttl: float = 600.0
+    # Seconds an edit, deletion or reaction of a message not stored yet is kept.
+    pending_change_ttl: float = 86400.0
     # With several nodes, another node's PENDING sends are its own: not re-sent from here.
     single_node: bool = True

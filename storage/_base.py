@@ -57,6 +57,7 @@ from ._records import (
     InboundResult,
     InboxItem,
     Message,
+    MessageChange,
     StorageError,
     StorageUnavailable,
     Tenant,
@@ -228,6 +229,18 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    async def change_contact_number(
+        self, tenant_id: str, phone_number: str, new_phone_number: str
+    ) -> Contact | None:
+        """Give the tenant's contact of ``phone_number`` the number ``new_phone_number`` (the
+        customer changed numbers), so its conversation continues under the new one.
+
+        Returns the contact as changed, or None when the tenant has no contact with
+        ``phone_number`` or already has one with ``new_phone_number`` (nothing is merged).
+        Raises Conflict if such a contact is created concurrently.
+        """
+
+    @abstractmethod
     async def get_or_create_conversation(
         self, tenant_id: str, contact_id: str, account_id: str
     ) -> tuple[Conversation, bool]:
@@ -322,13 +335,21 @@ class Storage(ABC):
         content: str | None,
         metadata: dict[str, Any],
         timestamp: datetime,
+        error: dict[str, Any] | None = None,
+        direction: str = "inbound",
     ) -> InboundResult:
         """Store one inbound WhatsApp message in ONE transaction; return what was done.
 
         The same as, in order: ``upsert_contact(tenant_id, phone_number, contact_name)``,
         ``get_or_create_conversation(tenant_id, contact.id, account_id)``, ``insert_message``
-        (direction "inbound", status "DELIVERED"; ``content`` None is stored as "") and, only
-        when the message is new, ``touch_conversation(conversation.id, timestamp)`` — but all
+        (direction "inbound", status "DELIVERED"; ``content`` None is stored as ""; ``error``,
+        what WhatsApp reported about the message, as its error; ``direction`` "outbound"
+        stores an echo of what the business sent from the WhatsApp Business app, status
+        "SENT", applying a status kept for its id) and, only
+        when the message is new, ``touch_conversation(conversation.id, timestamp)`` (which
+        here also moves ``last_inbound_at``, the customer's newest message, never back, for
+        an inbound message) and
+        the changes kept for it (``apply_message_change``) — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
         conversation untouched. Concurrent calls for one new contact create one
@@ -365,6 +386,8 @@ class Storage(ABC):
                     content=record.content,
                     metadata=record.metadata,
                     timestamp=record.timestamp,
+                    error=record.error,
+                    direction=record.direction,
                 )
             except Exception as exc:  # kept, so one record cannot cancel the others
                 results[index] = exc
@@ -420,11 +443,70 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    async def record_status(
+        self,
+        tenant_id: str,
+        whatsapp_message_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool] | None:
+        """Apply a status report as ``update_message_status`` does, or keep it for later.
+
+        Returns (message, changed) when the tenant has a message with this WhatsApp id.
+        Otherwise the status is kept pending (with ``error``; of several kept for one id the
+        highest on the ladder wins, and the newest non-None error) and None is returned:
+        ``mark_message_sent`` applies it when a message gets this id, and
+        ``apply_pending_statuses`` when one has it by then; ``expire_pending_statuses``
+        forgets it. Each statement is atomic (a message that gets this id meanwhile is
+        caught by ``apply_pending_statuses``). Raises ValueError for a status not on the
+        ladder.
+        """
+
+    @abstractmethod
+    async def apply_pending_statuses(self, *, limit: int = 500) -> list[Message]:
+        """Apply up to ``limit`` kept statuses whose message is known now; return the messages
+        whose status changed. Each kept status is applied once (monotonic) and forgotten."""
+
+    @abstractmethod
+    async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
+        """Forget the statuses kept since before ``before``; return them as (tenant_id,
+        whatsapp_message_id, status)."""
+
+    @abstractmethod
+    async def apply_message_change(self, change: MessageChange) -> tuple[Message, bool] | None:
+        """Apply an edit, deletion for everyone or reaction to the tenant's message whose
+        WhatsApp id is ``change.target_id``; return (message, changed).
+
+        A reaction replaces the sender's earlier one unless it is older, and an empty emoji
+        removes it (``Message.reactions``). An edit replaces the content unless a newer edit
+        did, sets ``edited_at`` and is kept in ``metadata["edits"]``. A deletion empties the
+        content, keeps the type, reduces the metadata to who/when/type plus ``revoke``, sets
+        ``deleted_at`` and is final. The same change (its own id) twice changes nothing.
+        When no message has the target id yet, the change is kept (once) and None returned:
+        ``record_inbound`` applies it when it stores the target, ``apply_pending_changes``
+        when the target came another way. One transaction. Raises ValueError for a kind
+        other than edit/revoke/reaction.
+        """
+
+    @abstractmethod
+    async def apply_pending_changes(self, *, limit: int = 500) -> list[Message]:
+        """Apply the kept changes whose target is stored by now (up to ``limit`` targets);
+        return the messages they changed."""
+
+    @abstractmethod
+    async def expire_pending_changes(self, before: datetime) -> list[tuple[str, str, str, str]]:
+        """Forget the changes kept since before ``before``; return them as (tenant_id, own
+        whatsapp_message_id, kind, target id)."""
+
+    @abstractmethod
     async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
         """Record the WhatsApp id of a sent message; status becomes SENT unless further.
 
-        Returns the message. Raises NotFound for an unknown message and Conflict if the
-        tenant already has another message with this WhatsApp id.
+        A status kept for this id (``record_status``) is applied in the same transaction,
+        so the message may come back DELIVERED, READ or FAILED. Returns the message. Raises
+        NotFound for an unknown message and Conflict if the tenant already has another
+        message with this WhatsApp id.
         """
 
     @abstractmethod

@@ -32,13 +32,19 @@ _SCRYPT_P: Final = 1
 _SALT_BYTES: Final = 16
 _KEY_BYTES: Final = 32
 
+
 # The status ladder as SQL, valid in SQLite and PostgreSQL alike. Anything off the ladder
 # ranks above FAILED so no status update or send result ever rewrites it.
-STATUS_RANK_SQL: Final = (
-    "(CASE status "
-    + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in STATUS_RANK.items())
-    + " ELSE 10 END)"
-)
+def status_rank_sql(column: str) -> str:
+    """The status ladder rank of ``column`` as SQL (off the ladder: above FAILED)."""
+    return (
+        f"(CASE {column} "
+        + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in STATUS_RANK.items())
+        + " ELSE 10 END)"
+    )
+
+
+STATUS_RANK_SQL: Final = status_rank_sql("status")
 
 # The size of check_writable's probe row: more than a page (4 KiB by default in SQLite), so
 # committing it needs free pages, not only room in a page that is already there.

@@ -8,6 +8,7 @@ placeholders, in SQL both databases accept. A :class:`Dialect` then says what di
   connection converts parameters on the way in, ``_sqlite_driver.py``); PostgreSQL keeps
   timestamptz and jsonb, which asyncpg hands back as datetimes and (by our codec) objects.
 - a set of ids bound as ONE parameter: ``json_each`` over a JSON array, or ``ANY`` of an array.
+- row locks: ``FOR UPDATE`` on PostgreSQL; SQLite's write transaction holds the database.
 
 Nothing here imports a database driver, so the SQLite path never loads asyncpg.
 """
@@ -38,6 +39,10 @@ class Dialect:
     """A stored JSON document, as Python values."""
     in_id_set: str
     """``<column> {in_id_set}`` is true for the ids of a list bound as one parameter."""
+    for_update: str = ""
+    """Appended to a SELECT whose row the transaction then rewrites: PostgreSQL locks it
+    (READ COMMITTED lets a racing writer in otherwise); SQLite's write transaction already
+    holds the database."""
 
     def json_or_none(self, value: Any) -> Any:
         """Return :attr:`json` of ``value``, or None for SQL NULL."""
@@ -82,4 +87,5 @@ POSTGRES: Final = Dialect(
     time=_same,
     json=_same,
     in_id_set="= ANY(CAST(? AS bigint[]))",
+    for_update=" FOR UPDATE",
 )

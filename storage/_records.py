@@ -8,7 +8,7 @@ strings, except inbox and dead-letter ids, which are integers that only grow.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -27,6 +27,8 @@ STATUS_RANK: Final[dict[str, int]] = {
 MESSAGE_STATUSES: Final = frozenset(STATUS_RANK)
 # The status every inbound message is stored with.
 INBOUND_STATUS: Final = "DELIVERED"
+# The status an echo (a message the business sent from the WhatsApp Business app) starts at.
+ECHO_STATUS: Final = "SENT"
 
 
 class StorageError(Exception):
@@ -123,6 +125,9 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     contact: Contact
+    last_inbound_at: datetime | None = None
+    """The customer's newest message: WhatsApp's 24-hour window for free-form sends runs
+    from it (None: the customer has not written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,32 @@ class Message:
     error: dict[str, Any] | None
     timestamp: datetime
     created_at: datetime
+    reactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Reactions by sender (wa_id): ``{"emoji", "timestamp" (ISO), "id"}`` each."""
+    edited_at: datetime | None = None
+    """When the sender last edited it (the history is in ``metadata["edits"]``)."""
+    deleted_at: datetime | None = None
+    """When the sender deleted it for everyone (content emptied, type kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChange:
+    """An edit, deletion for everyone or reaction of one message, by its WhatsApp id.
+
+    ``kind`` is "edit", "revoke" or "reaction"; ``whatsapp_message_id`` is the change's own
+    id (a replay is recognised by it); ``content`` is the edited readable text, or the
+    reaction's emoji ('' or None: the sender removed their reaction); ``body`` is the Cloud
+    API object of the change, kept in the message's edit history.
+    """
+
+    tenant_id: str
+    kind: str
+    target_id: str
+    whatsapp_message_id: str
+    sender: str
+    timestamp: datetime
+    content: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +211,11 @@ class InboundRecord:
     content: str | None
     metadata: dict[str, Any]
     timestamp: datetime
+    error: dict[str, Any] | None = None
+    """What WhatsApp reported about the message (its ``errors[]``), stored as its ``error``."""
+    direction: str = "inbound"
+    """"outbound" for an echo of what the business sent from the WhatsApp Business app:
+    stored SENT, and it does not open the customer service window."""
 
 
 @dataclass(frozen=True, slots=True)

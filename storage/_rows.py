@@ -21,20 +21,24 @@ ACCOUNT_COLS: Final = (
     "id, tenant_id, phone_number_id, verify_token, app_secret, access_token, created_at"
 )
 CONTACT_COLS: Final = "id, tenant_id, phone_number, name"
-MESSAGE_COLS: Final = (
+# What a new message is written with; MESSAGE_COLS (what is read) adds what happens to it
+# afterwards, which a new message does not have yet.
+MESSAGE_INSERT_COLS: Final = (
     "id, tenant_id, conversation_id, contact_id, whatsapp_message_id, direction, type,"
     " content, metadata, status, error, timestamp, created_at"
 )
+MESSAGE_COLS: Final = f"{MESSAGE_INSERT_COLS}, reactions, edited_at, deleted_at"
+MESSAGE_WIDTH: Final = 16
 CONVERSATION_COLS: Final = (
     "id, tenant_id, contact_id, account_id, stage, assignee_id, last_message_at, created_at,"
-    " updated_at"
+    " updated_at, last_inbound_at"
 )
 INBOX_COLS: Final = "id, body, received_at, state, attempts, error"
 DEAD_LETTER_COLS: Final = "id, kind, payload, error, created_at"
 # A conversation with its contact's phone number and name (the last two columns).
 CONVERSATION_SELECT: Final = (
     "SELECT c.id, c.tenant_id, c.contact_id, c.account_id, c.stage, c.assignee_id,"
-    " c.last_message_at, c.created_at, c.updated_at, k.phone_number, k.name"
+    " c.last_message_at, c.created_at, c.updated_at, c.last_inbound_at, k.phone_number, k.name"
     " FROM conversations c JOIN contacts k ON k.id = c.contact_id"
 )
 
@@ -77,12 +81,13 @@ def conversation_of(row: Row, who: Contact, d: Dialect) -> Conversation:
         created_at=d.time(row[7]),
         updated_at=d.time(row[8]),
         contact=who,
+        last_inbound_at=None if row[9] is None else d.time(row[9]),
     )
 
 
 def conversation(row: Row, d: Dialect) -> Conversation:
     """Return the Conversation (with its contact) of a CONVERSATION_SELECT row."""
-    return conversation_of(row, Contact(row[2], row[1], row[9], row[10]), d)
+    return conversation_of(row, Contact(row[2], row[1], row[10], row[11]), d)
 
 
 def message(row: Row, d: Dialect) -> Message:
@@ -101,6 +106,9 @@ def message(row: Row, d: Dialect) -> Message:
         error=d.json_or_none(row[10]),
         timestamp=d.time(row[11]),
         created_at=d.time(row[12]),
+        reactions=d.json_or_none(row[13]) or {},
+        edited_at=None if row[14] is None else d.time(row[14]),
+        deleted_at=None if row[15] is None else d.time(row[15]),
     )
 
 

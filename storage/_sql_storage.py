@@ -15,7 +15,9 @@ from typing import Any, ClassVar, Final, Literal, TypeVar
 
 import anyio.to_thread
 
+from . import _changes as changes
 from . import _common as c
+from . import _pending as pending
 from . import _rows as r
 from . import _transactions as tx
 from ._base import Storage
@@ -31,6 +33,7 @@ from ._records import (
     InboundResult,
     InboxItem,
     Message,
+    MessageChange,
     NotFound,
     StorageError,
     StorageUnavailable,
@@ -219,6 +222,17 @@ class SQLStorage(Storage):
         values = (c.new_id(), tenant_id, phone_number, name or None, c.utcnow())
         return r.contact(await self._written(tx.UPSERT_CONTACT, *values))
 
+    async def change_contact_number(
+        self, tenant_id: str, phone_number: str, new_phone_number: str
+    ) -> Contact | None:
+        row = await self._write_one(
+            "UPDATE contacts SET phone_number = ? WHERE tenant_id = ? AND phone_number = ?"
+            " AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.tenant_id = ?"
+            f" AND k.phone_number = ?) RETURNING {r.CONTACT_COLS}",
+            *(new_phone_number, tenant_id, phone_number, tenant_id, new_phone_number),
+        )
+        return None if row is None else r.contact(row)
+
     async def get_or_create_conversation(
         self, tenant_id: str, contact_id: str, account_id: str
     ) -> tuple[Conversation, bool]:
@@ -315,6 +329,8 @@ class SQLStorage(Storage):
         content: str | None,
         metadata: dict[str, Any],
         timestamp: datetime,
+        error: dict[str, Any] | None = None,
+        direction: str = "inbound",
     ) -> InboundResult:
         record = InboundRecord(
             tenant_id,
@@ -326,6 +342,8 @@ class SQLStorage(Storage):
             content,
             metadata,
             timestamp,
+            error,
+            direction,
         )
         return await self._run(self._inbound(record, c.utcnow()))
 
@@ -402,9 +420,30 @@ class SQLStorage(Storage):
         *,
         error: dict[str, Any] | None = None,
     ) -> tuple[Message, bool] | None:
+        steps = self._status_steps(tenant_id, whatsapp_message_id, status, error)
+        return self._message_and_flag(await self._run(steps, "autocommit"))
+
+    async def record_status(
+        self,
+        tenant_id: str,
+        whatsapp_message_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool] | None:
+        applied = self._status_steps(tenant_id, whatsapp_message_id, status, error)
+        steps = pending.or_keep(applied, tenant_id, whatsapp_message_id, status, error, c.utcnow())
+        # Autocommit (no BEGIN/COMMIT round trips on PostgreSQL for every status): each
+        # statement is atomic, and a message that gets its id between the lookup and the
+        # keep is caught by apply_pending_statuses, as the READ COMMITTED race is.
+        return self._message_and_flag(await self._run(steps, "autocommit"))
+
+    def _status_steps(
+        self, tenant_id: str, whatsapp_message_id: str, status: str, error: dict[str, Any] | None
+    ) -> Steps[tuple[r.Row, bool] | None]:
         rank = c.check_status_update(status)
         key = (tenant_id, whatsapp_message_id)
-        return await self._set_status(
+        return tx.set_status(
             f"status = ?, error = coalesce(?, error) WHERE tenant_id = ?"
             f" AND whatsapp_message_id = ? AND direction = 'outbound' AND {_RANK} < ?",
             (status, error, *key, rank),
@@ -413,16 +452,42 @@ class SQLStorage(Storage):
         )
 
     async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
-        result = await self._set_status(
+        # The status webhook may have overtaken this: apply what was kept for the id, in the
+        # same transaction (``_pending.py``).
+        applied = tx.set_status(
             f"whatsapp_message_id = ?, status = CASE WHEN {_RANK} < 1 THEN 'SENT'"
             " ELSE status END WHERE id = ?",
             (whatsapp_message_id, message_id),
             "id = ?",
             (message_id,),
         )
+        result = self._message_and_flag(await self._run(pending.then_take(applied)))
         if result is None:
             raise NotFound(f"no message {message_id!r}")
         return result[0]
+
+    async def apply_pending_statuses(self, *, limit: int = 500) -> list[Message]:
+        found = await self._run(pending.apply_pending(c.check_limit(limit)))
+        return [r.message(row, self.dialect) for row in found]
+
+    async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
+        found = await self._run(pending.expire_pending(c.as_utc(before)), "autocommit")
+        return [(str(row[0]), str(row[1]), str(row[2])) for row in found]
+
+    async def apply_message_change(self, change: MessageChange) -> tuple[Message, bool] | None:
+        steps = changes.apply(change, c.utcnow(), self.dialect)
+        return self._message_and_flag(await self._run(steps))
+
+    async def apply_pending_changes(self, *, limit: int = 500) -> list[Message]:
+        found = await self._run(changes.apply_pending(c.check_limit(limit), self.dialect))
+        return [r.message(row, self.dialect) for row in found]
+
+    async def expire_pending_changes(self, before: datetime) -> list[tuple[str, str, str, str]]:
+        found = await self._run(changes.expire_pending(c.as_utc(before)), "autocommit")
+        return [(str(a), str(b), str(k), str(t)) for a, b, k, t in found]
+
+    def _message_and_flag(self, result: tuple[r.Row, bool] | None) -> tuple[Message, bool] | None:
+        return None if result is None else (r.message(result[0], self.dialect), result[1])
 
     async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
         result = await self._set_status(

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from . import _changes as changes
+from . import _pending as pending
 from . import _rows as r
 from ._common import as_utc, new_id
 from ._dialect import Dialect
-from ._records import INBOUND_STATUS, InboundRecord, InboundResult
+from ._records import ECHO_STATUS, INBOUND_STATUS, InboundRecord, InboundResult
 from ._steps import Steps, one, rows, run
 
 # Parameters: id, tenant_id, phone_number, name (None keeps the stored one), created_at.
@@ -36,13 +38,22 @@ TOUCH_CONVERSATION: Final = (
     " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
     " ELSE last_message_at END WHERE id = ?"
 )
+# Parameters: updated_at, then the customer's message time four times, then the id: the
+# same as TOUCH_CONVERSATION, and the customer service window starts again.
+TOUCH_CONVERSATION_INBOUND: Final = (
+    "UPDATE conversations SET updated_at = ?, last_message_at = CASE"
+    " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
+    " ELSE last_message_at END, last_inbound_at = CASE"
+    " WHEN last_inbound_at IS NULL OR last_inbound_at < ? THEN ?"
+    " ELSE last_inbound_at END WHERE id = ?"
+)
 # Parameters: key, value.
 SET_META: Final = (
     "INSERT INTO meta (key, value) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 _INSERT_MESSAGE: Final = (
-    f"INSERT INTO messages ({r.MESSAGE_COLS}) VALUES ({', '.join('?' * 13)})"
+    f"INSERT INTO messages ({r.MESSAGE_INSERT_COLS}) VALUES ({', '.join('?' * 13)})"
     " ON CONFLICT (tenant_id, whatsapp_message_id) DO NOTHING"
     f" RETURNING {r.MESSAGE_COLS}"
 )
@@ -104,12 +115,29 @@ def inbound(record: InboundRecord, now: datetime, d: Dialect) -> Steps[InboundRe
         tenant_id, who[0], record.account_id, now
     )
     keys = (new_id(), tenant_id, conversation_id, who[0], record.whatsapp_message_id)
-    body = ("inbound", record.type, record.content or "", record.metadata, INBOUND_STATUS)
-    row, inserted = yield from write_message((*keys, *body, None, when, now))
+    direction, status = record_direction(record)
+    body = (direction, record.type, record.content or "", record.metadata, status)
+    row, inserted = yield from write_message((*keys, *body, record.error, when, now))
     if inserted:
-        yield run(TOUCH_CONVERSATION, now, when, when, conversation_id)
+        if direction == "inbound":
+            yield run(TOUCH_CONVERSATION_INBOUND, now, when, when, when, when, conversation_id)
+        else:
+            yield run(TOUCH_CONVERSATION, now, when, when, conversation_id)
+            # Its status may have come first (echoes only: an extra statement for them).
+            row = (yield from pending.take(tenant_id, record.whatsapp_message_id)) or row
+        # An edit, deletion or reaction may have arrived first: in process, so no round trip.
+        row, _ = yield from changes.take(row, d)
     conversation = yield one(_SELECT_CONVERSATION_BY_ID, conversation_id)
     return InboundResult(r.conversation(conversation, d), created, r.message(row, d), inserted)
+
+
+def record_direction(record: InboundRecord) -> tuple[str, str]:
+    """(direction, status) a record is stored with; raise ValueError for a bad direction."""
+    if record.direction == "inbound":
+        return "inbound", INBOUND_STATUS
+    if record.direction == "outbound":
+        return "outbound", ECHO_STATUS
+    raise ValueError(f"direction must be inbound or outbound, got {record.direction!r}")
 
 
 def update_conversation(

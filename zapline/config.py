@@ -110,6 +110,8 @@ class Settings:
     rate_socket: Limit = Limit(20, 40)
     rate_agent: Limit = Limit(40, 80)
     rate_api: Limit = Limit(100, 200)
+    pending_status_ttl: float = 600.0
+    pending_change_ttl: float = 86400.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -234,5 +236,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         rate_socket=_limit(env, "ZAPLINE_RATE_SOCKET", "20/40"),
         rate_agent=_limit(env, "ZAPLINE_RATE_AGENT", "40/80"),
         rate_api=_limit(env, "ZAPLINE_RATE_API", "100/200"),
+        pending_status_ttl=_float(env, "ZAPLINE_PENDING_STATUS_TTL", 600.0),
+        pending_change_ttl=_float(env, "ZAPLINE_PENDING_CHANGE_TTL", 86400.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

@@ -197,6 +197,8 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 recovery_window=settings.recovery_window,
                 inbox_sweep_interval=settings.inbox_sweep_interval,
                 inbox_retention=settings.inbox_retention,
+                pending_status_ttl=settings.pending_status_ttl,
+                pending_change_ttl=settings.pending_change_ttl,
                 single_node=not settings.redis_url,
             ),
             metrics=runtime.metrics,

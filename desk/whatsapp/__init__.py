@@ -5,6 +5,7 @@ Nothing here touches storage or sockets; intake and workers call these functions
 
 from __future__ import annotations
 
+from ._changes import Change
 from ._cloud import CloudApiClient, CloudApiError, SendResult, build_message
 from ._payload import (
     InboundMessage,
@@ -21,6 +22,7 @@ from ._signature import SIGNATURE_HEADER, sign, verify_signature
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "Change",
     "CloudApiClient",
     "CloudApiError",
     "InboundMessage",

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from ._content import message_content
+from ._changes import Change, message_change, readable_change
+from ._content import error_summary, message_content
 
 __all__ = [
     "InboundMessage",
@@ -31,6 +32,8 @@ __all__ = [
 
 _OBJECT = "whatsapp_business_account"
 
+# Every inbound type Meta documents, by name. A type not listed here (one Meta adds later) is
+# stored as UNSUPPORTED with the original object in metadata: never lost.
 _MESSAGE_TYPES = {
     "text": "TEXT",
     "image": "IMAGE",
@@ -43,7 +46,21 @@ _MESSAGE_TYPES = {
     "contacts": "CONTACTS",
     "interactive": "INTERACTIVE",
     "button": "BUTTON",
+    "order": "ORDER",
+    "system": "SYSTEM",
+    # The customer opened the chat for the first time (no text: the business may greet).
+    "request_welcome": "SYSTEM",
+    # Meta could not deliver the message to us; ``errors`` says why.
+    "unsupported": "UNSUPPORTED",
+    # Coexistence (WhatsApp Business app) numbers: an edit or deletion of an earlier message,
+    # applied to it (``InboundMessage.change``); only one that names no target is stored.
+    "edit": "UNSUPPORTED",
+    "revoke": "UNSUPPORTED",
 }
+
+# The webhook fields read: the customers' messages and statuses, and the echoes of what the
+# business sent from the WhatsApp Business app (coexistence numbers).
+_FIELDS = frozenset({"messages", "smb_message_echoes"})
 
 # "played" is what Meta reports when a voice message was listened to: for a desk that is a read.
 _STATUSES = {
@@ -77,6 +94,15 @@ class InboundMessage:
     type: str
     content: str  # the readable text; '' when the message has none (media without caption)
     metadata: dict[str, Any]
+    error: dict[str, Any] | None = None
+    """What WhatsApp reported about this message (``errors[]``): {code, title, details}."""
+    change: Change | None = None
+    """Set when the message changes an earlier one (a reaction, an edit, a deletion)."""
+    new_wa_id: str | None = None
+    """A system notice that the customer changed numbers: the new one (from ``system``)."""
+    echo: bool = False
+    """A message the business sent from the WhatsApp Business app (``smb_message_echoes``):
+    ``wa_id`` is then its recipient, the customer, and it is stored as OUTBOUND."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +225,10 @@ def parse_webhook(body: dict[str, Any]) -> WebhookBatch:
             ids.add(pid)
         # A change without ``field`` (hand-written tests) is read by its ``value``.
         field = change.get("field", "messages")
-        if field != "messages":
+        if not isinstance(field, str) or field not in _FIELDS:
             skipped.append(f"{where}: field {field!r} is not handled")
             continue
+        echoes = field == "smb_message_echoes"
         value = change.get("value")
         if pid is None or not isinstance(value, dict):
             skipped.append(f"{where}: no value.metadata.phone_number_id")
@@ -210,8 +237,10 @@ def parse_webhook(body: dict[str, Any]) -> WebhookBatch:
         display = meta.get("display_phone_number")
         display = display if isinstance(display, str) else None
         names = _contact_names(value.get("contacts"))
-        for k, raw in enumerate(_list(value, "messages", where, skipped)):
-            message = _message(raw, pid, display, names, f"{where}.value.messages[{k}]", skipped)
+        key = "message_echoes" if echoes else "messages"
+        for k, raw in enumerate(_list(value, key, where, skipped)):
+            spot = f"{where}.value.{key}[{k}]"
+            message = _message(raw, pid, display, names, spot, skipped, echo=echoes)
             if message is not None:
                 messages.append(message)
         for k, raw in enumerate(_list(value, "statuses", where, skipped)):
@@ -262,11 +291,14 @@ def _message(
     names: dict[str, str | None],
     where: str,
     skipped: list[str],
+    *,
+    echo: bool = False,
 ) -> InboundMessage | None:
     if not isinstance(raw, dict):
         skipped.append(f"{where}: not an object")
         return None
-    wamid, sender = raw.get("id"), raw.get("from")
+    # An echo is filed under its recipient: the customer's conversation.
+    wamid, sender = raw.get("id"), raw.get("to" if echo else "from")
     if not isinstance(wamid, str) or not wamid:
         skipped.append(f"{where}: no message 'id'")
         return None
@@ -283,20 +315,63 @@ def _message(
         return None
     kind = raw.get("type")
     mtype = _MESSAGE_TYPES.get(kind, "UNSUPPORTED") if isinstance(kind, str) else "UNSUPPORTED"
-    name = names.get(sender)
-    if name is None and len(names) == 1:
-        name = next(iter(names.values()))
+    error = _message_error(raw.get("errors"))
+    change = message_change(kind, raw, _MESSAGE_TYPES)
+    content = (
+        message_content(mtype, raw)
+        or readable_change(kind, raw, _MESSAGE_TYPES)
+        or error_summary(error)
+    )
     return InboundMessage(
         phone_number_id=pid,
         display_phone_number=display,
         wa_id=sender,
-        contact_name=name,
+        # A name only ever names its own wa_id: a change may list someone else.
+        contact_name=names.get(sender),
+        new_wa_id=_new_number(raw, sender) if mtype == "SYSTEM" else None,
+        echo=echo,
         whatsapp_message_id=wamid,
         timestamp=when,
         type=mtype,
-        content=message_content(mtype, raw) or "",
+        content=content or "",
         metadata=raw,
+        error=error,
+        change=change,
     )
+
+
+# What Meta has called a change of the customer's number over the API's versions.
+_NUMBER_CHANGES = frozenset({"user_changed_number", "customer_changed_number"})
+
+
+def _new_number(raw: dict[str, Any], sender: str) -> str | None:
+    system = raw.get("system")
+    if not isinstance(system, dict) or system.get("type") not in _NUMBER_CHANGES:
+        return None
+    new = system.get("wa_id") or system.get("new_wa_id")
+    new = str(new) if isinstance(new, str | int) and not isinstance(new, bool) else None
+    return new if new and new != sender else None
+
+
+def _message_error(errors: Any) -> dict[str, Any] | None:
+    """The first of a message's ``errors[]`` as {code, title, details}, or None."""
+    if not isinstance(errors, list):
+        return None
+    for raw in errors:
+        if not isinstance(raw, dict):
+            continue
+        data = raw.get("error_data")
+        details = data.get("details") if isinstance(data, dict) else None
+        if not isinstance(details, str) or not details:
+            details = raw.get("message")
+        title = raw.get("title")
+        code = raw.get("code")
+        return {
+            "code": code if isinstance(code, int | str) and not isinstance(code, bool) else None,
+            "title": title if isinstance(title, str) else None,
+            "details": details if isinstance(details, str) else None,
+        }
+    return None
 
 
 def _status(raw: Any, pid: str, where: str, skipped: list[str]) -> StatusUpdate | None:

@@ -48,10 +48,16 @@ def database_url(
 
 
 @pytest.fixture(scope="module")
-def zapline(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZaplineServer]:
-    """``zapline serve`` on free loopback ports, with a fake Cloud API that posts back to it."""
+def zapline(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ZaplineServer]:
+    """``zapline serve`` on free loopback ports, with a fake Cloud API that posts back to it.
+
+    A test module may set ``ZAPLINE_EXTRA_ENV`` (a dict) for its server's environment.
+    """
     workdir = tmp_path_factory.mktemp("zapline")
-    server = ZaplineServer(database_url=database_url, workdir=workdir)
+    extra_env = dict(getattr(request.module, "ZAPLINE_EXTRA_ENV", {}))
+    server = ZaplineServer(database_url=database_url, workdir=workdir, extra_env=extra_env)
     fake = FakeCloud(workdir=workdir, webhook_url=server.webhook_url)
     server.whatsapp_api_url = fake.url
     try:

@@ -334,18 +334,11 @@ async def test_message_types_keep_their_content_and_original_object(
                 "address": "Av. Paulista 1000",
             },
         },
-        "wamid.rea": {
-            **base,
-            "id": "wamid.rea",
-            "type": "reaction",
-            "reaction": {"message_id": "wamid.img", "emoji": "\U0001f44d"},
-        },
     }
     live, stored = await post_messages(zapline, tenant, http, events, originals)
     expected = {
         "wamid.img": ("IMAGE", "my receipt"),
         "wamid.loc": ("LOCATION", "Office, Av. Paulista 1000 (-23.5, -46.6)"),
-        "wamid.rea": ("REACTION", "\U0001f44d"),
     }
     for wamid, (kind, content) in expected.items():
         for source in (live, stored):
@@ -377,12 +370,19 @@ async def test_messages_without_text_are_stored_too(
         },
     }
     live, stored = await post_messages(zapline, tenant, http, events, originals)
-    for wamid, kind in (("wamid.aud", "AUDIO"), ("wamid.uns", "UNSUPPORTED")):
+    # The unsupported message has no text, but Meta's error says what it was.
+    expected = {"wamid.aud": ("AUDIO", ""), "wamid.uns": ("UNSUPPORTED", "Message type unknown")}
+    for wamid, (kind, content) in expected.items():
         for source in (live, stored):
             message = source[wamid]
             assert message["type"] == kind, wamid
-            assert message["content"] == "", wamid
+            assert message["content"] == content, wamid
             assert message["metadata"] == originals[wamid], wamid
+    assert live["wamid.uns"]["error"] == {
+        "code": 131051,
+        "title": "Message type unknown",
+        "details": None,
+    }
 
 
 async def _lines(stream: BufferedByteReceiveStream) -> bytes:

@@ -30,6 +30,9 @@ MESSAGE = {
     "error": None,
     "timestamp": "2023-11-14T21:59:59.000Z",
     "contact": CONTACT,
+    "reactions": [],
+    "edited": False,
+    "deleted": False,
 }
 MESSAGE_NEW = {"conversationId": "c1", "message": MESSAGE}
 
@@ -45,6 +48,7 @@ def test_the_readme_block_parses_and_every_name_is_declared() -> None:
         "conversation:new",
         "conversation:updated",
         "message:status-update",
+        "message:updated",
     }
 
 

@@ -7,6 +7,7 @@ on its own; a refused record gets its error in its place and does not undo the o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -189,3 +190,29 @@ async def test_record_inbound_many_refused_record_does_not_undo_the_others(
 async def test_record_inbound_many_of_nothing_is_nothing(storage: Storage) -> None:
     assert await storage.record_inbound_many([]) == []
     assert await storage.count_messages() == 0
+
+
+async def test_an_inbound_error_is_stored_on_its_message(storage: Storage) -> None:
+    tenant, account = await make_account(storage)
+    error = {"code": 131000, "title": "Something went wrong", "details": "try again"}
+    plain = record(tenant.id, account.id, "wamid.ok", T0, phone="551100")
+    failing = replace(record(tenant.id, account.id, "wamid.err", T0, phone="551101"), error=error)
+    ok, bad = await record_all(storage, [plain, failing])
+    assert ok.message.error is None
+    assert bad.message.error == error
+    stored = await storage.get_message(tenant.id, bad.message.id)
+    assert stored is not None and stored.error == error
+    # One record alone takes the single-record path.
+    alone = await storage.record_inbound(
+        tenant_id=tenant.id,
+        account_id=account.id,
+        phone_number="551102",
+        contact_name=None,
+        whatsapp_message_id="wamid.alone",
+        type="UNSUPPORTED",
+        content="",
+        metadata={},
+        timestamp=T0,
+        error=error,
+    )
+    assert alone.message.error == error
