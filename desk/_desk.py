@@ -26,13 +26,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import orjson
 
+from desk import housekeeping
 from desk.accounts import AccountCache
 from desk.announce import (
     announce_contact,
@@ -44,7 +44,7 @@ from desk.announce import (
 from desk.inbox import InboxWriter
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter
-from desk.recovery import recover, replay_inbox
+from desk.recovery import recover
 from desk.whatsapp import (
     Change,
     CloudApiClient,
@@ -71,12 +71,6 @@ log = logging.getLogger("zapline.desk")
 LIFECYCLE_KEY = "lifecycle"
 # Seconds finished inbox rows wait to be marked done together.
 DONE_MARK_DELAY = 0.25
-# Finished inbox rows deleted per statement: short enough not to hold SQLite's one
-# connection (and the intake's commits behind it) for long.
-PRUNE_BATCH = 1000
-# At most this many seconds between two passes over the statuses and changes kept for
-# messages not stored yet.
-PENDING_INTERVAL = 30.0
 
 
 def _latency_observer(metrics: DeskMetrics, since: float) -> Callable[[], None]:
@@ -157,10 +151,10 @@ class Desk:
             await tg.start(self.intake.run)
             await tg.start(self.inbound.run)
             tg.start_soon(self._mark_done_loop)
-            tg.start_soon(self._sweep_loop)
+            tg.start_soon(housekeeping.sweep_loop, self)
             if self.options.inbox_retention > 0:
-                tg.start_soon(self._prune_loop)
-            tg.start_soon(self._pending_loop)
+                tg.start_soon(housekeeping.prune_loop, self)
+            tg.start_soon(housekeeping.pending_loop, self)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -360,7 +354,7 @@ class Desk:
         if result is None:
             log.debug("%s of %s kept until it arrives", change.kind, change.target)
         elif result[1] or replay:
-            await self._announce_updated(result[0], text_changed=change.kind != "reaction")
+            await self.announce_updated(result[0], text_changed=change.kind != "reaction")
         self._finished(inbox_id)
 
     async def _change_number(self, tenant_id: str, old: str, new: str) -> bool:
@@ -380,7 +374,7 @@ class Desk:
         log.info("contact %s changed number %s -> %s", contact.id, old, new)
         return True
 
-    async def _announce_updated(self, message: Message, *, text_changed: bool) -> None:
+    async def announce_updated(self, message: Message, *, text_changed: bool) -> None:
         conversation = await self.storage.get_conversation(
             message.tenant_id, message.conversation_id
         )
@@ -427,57 +421,16 @@ class Desk:
                 status.whatsapp_message_id,
             )
         elif result[1]:
-            await self._announce_status(result[0])
+            await self.announce_status(result[0])
         self._finished(inbox_id)
 
-    async def _announce_status(self, message: Message) -> None:
+    async def announce_status(self, message: Message) -> None:
         # A status's audience depends on who its conversation is assigned to.
         conversation = await self.storage.get_conversation(
             message.tenant_id, message.conversation_id
         )
         if conversation is not None:
             announce_status(self.emitter, message, conversation)
-
-    async def _pending_loop(self) -> None:
-        ttl = min(self.options.pending_status_ttl, self.options.pending_change_ttl)
-        interval = max(0.05, min(ttl / 2, PENDING_INTERVAL))
-        while True:
-            await anyio.sleep(interval)
-            try:
-                await self.settle_pending()
-            except Exception as exc:
-                log.warning("kept statuses/changes not settled (next in %.0f s): %s", interval, exc)
-
-    async def settle_pending(self) -> None:
-        """Apply the statuses and changes kept for messages that are known now (announcing
-        them), and expire those older than their ``options`` TTL. Raises what storage
-        raises."""
-        for message in await self.storage.apply_pending_statuses():
-            await self._announce_status(message)
-        for message in await self.storage.apply_pending_changes():
-            await self._announce_updated(message, text_changed=True)
-        now = datetime.now(UTC)
-        ttl = self.options.pending_status_ttl
-        before = now - timedelta(seconds=ttl)
-        for tenant_id, wamid, status in await self.storage.expire_pending_statuses(before):
-            log.info(
-                "status %s of %s expired: no message with this id arrived within %.0f s",
-                status,
-                wamid,
-                ttl,
-                extra={"tenant": tenant_id},
-            )
-        ttl = self.options.pending_change_ttl
-        before = now - timedelta(seconds=ttl)
-        for tenant_id, wamid, kind, target in await self.storage.expire_pending_changes(before):
-            log.info(
-                "%s %s of %s expired: no message with this id arrived within %.0f s",
-                kind,
-                wamid,
-                target,
-                ttl,
-                extra={"tenant": tenant_id},
-            )
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -522,7 +475,7 @@ class Desk:
             record.update({"tenantId": tenant_id, "messageId": message_id})
             message = await self.storage.get_message(tenant_id, message_id)
             if message is not None and message.status == "PENDING":
-                err = {"message": str(exc)}
+                err: dict[str, Any] = {"message": str(exc)}
                 if isinstance(exc, CloudApiError):
                     err.update({"code": exc.code, "status": exc.status})
                 await self.outbound.fail(message, err)
@@ -539,56 +492,6 @@ class Desk:
             job.kind, orjson.loads(orjson.dumps(record, default=str)), repr(exc)
         )
 
-    # -- the inbox sweep ---------------------------------------------------------------------
-
-    async def _sweep_loop(self) -> None:
-        # A row can be left pending while this process runs: storage was away when its
-        # dead letter was due, a split failed during an outage. It is replayed here, so
-        # nothing acknowledged waits for a restart.
-        interval = self.options.inbox_sweep_interval
-        while True:
-            await anyio.sleep(interval)
-            try:
-                swept = await self.sweep_inbox(older_than=interval)
-            except Exception as exc:
-                log.warning("inbox sweep failed (next in %.0f s): %s", interval, exc)
-                continue
-            if swept:
-                log.info("inbox sweep: %d pending rows queued again", swept)
-
-    async def sweep_inbox(self, *, older_than: float) -> int:
-        """Queue again every pending row older than ``older_than`` s that nothing here is
-        processing; return how many. Raises what storage raises."""
-        busy = set(self._progress) | set(self._done_ids) | self.replaying
-        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
-        return await replay_inbox(
-            self, replay=False, skip=lambda row: row.id in busy or row.received_at > cutoff
-        )
-
-    async def _prune_loop(self) -> None:
-        # Without it the inbox keeps every body ever received: the file grows by the
-        # webhook rate forever, and so does every scan of the table (inbox_counts on each
-        # /metrics scrape). Finished rows are kept ``inbox_retention`` seconds.
-        interval = self.options.inbox_sweep_interval
-        while True:
-            await anyio.sleep(interval)
-            try:
-                pruned = await self.prune_inbox(older_than=self.options.inbox_retention)
-            except Exception as exc:
-                log.warning("inbox prune failed (next in %.0f s): %s", interval, exc)
-                continue
-            if pruned:
-                log.debug("inbox prune: %d finished rows deleted", pruned)
-
-    async def prune_inbox(self, *, older_than: float) -> int:
-        """Delete the finished inbox rows received more than ``older_than`` s ago, in
-        batches of PRUNE_BATCH; return how many. Raises what storage raises."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
-        total = 0
-        while True:
-            deleted = await self.storage.inbox_prune(received_before=cutoff, limit=PRUNE_BATCH)
-            total += deleted
-            if deleted < PRUNE_BATCH:
-                return total
-            # the intake's commits get the connection in between
-            await anyio.lowlevel.checkpoint()
+    def busy_inbox_ids(self) -> set[int]:
+        """Inbox rows this process is working on (split, queued, or about to be marked done)."""
+        return set(self._progress) | set(self._done_ids) | self.replaying
