@@ -20,6 +20,7 @@ from typing import Final
 
 from ._base import Storage
 from ._common import redact_url
+from ._events import LoggedEvent
 from ._records import (
     UNSET,
     Account,
@@ -51,6 +52,7 @@ __all__ = [
     "InboundRecord",
     "InboundResult",
     "InboxItem",
+    "LoggedEvent",
     "Message",
     "MessageChange",
     "NotFound",
