@@ -142,7 +142,7 @@ async def update_conversation(conversation_id: str) -> Any:
             return error(400, "assigneeId is not a user of this tenant")
     conversation = await update_conversation_card(
         runtime.storage,
-        runtime.emitter,
+        runtime.desk.journal,
         tenant_id,
         conversation_id,
         stage=stage,

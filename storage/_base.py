@@ -588,6 +588,11 @@ class Storage(ABC):
     # commits become visible in seq order (storage/_events.py).
 
     @abstractmethod
+    async def log_events(self, events: Sequence[ev.LoggedEvent]) -> None:
+        """Log ``events`` on their own (no change goes with them), numbered as ``describe``
+        numbers them; sets their ``seq`` and ``created_at``."""
+
+    @abstractmethod
     async def events_after(
         self, tenant_id: str, after: int, *, limit: int = 500
     ) -> list[ev.LoggedEvent]:

@@ -607,6 +607,10 @@ class SQLStorage(Storage):
 
     # -- the event log (storage/_events.py) ------------------------------------------------
 
+    async def log_events(self, events: Sequence[ev.LoggedEvent]) -> None:
+        if events:
+            await self._run(ev.log(events, c.utcnow()))
+
     async def events_after(
         self, tenant_id: str, after: int, *, limit: int = 500
     ) -> list[ev.LoggedEvent]:
