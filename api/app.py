@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from api.routes_auth import blueprint as auth
 from api.routes_console import blueprint as console
 from api.routes_conversations import blueprint as conversations
+from api.routes_events import blueprint as events
 from api.routes_health import blueprint as health
 from api.routes_ops import blueprint as ops
 from api.routes_presence import blueprint as presence
@@ -42,7 +43,7 @@ def create_app(runtime: ApiServices) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["zapline"] = runtime
 
-    for blueprint in (health, webhooks, auth, conversations, ops, presence, console):
+    for blueprint in (health, webhooks, auth, conversations, ops, presence, console, events):
         app.register_blueprint(blueprint)
 
     @app.before_request

@@ -164,6 +164,11 @@ async def test_the_exposition_parses_and_names_every_documented_metric(
         "zapline_cloud_api_sends",
         "zapline_draining",
         "zapline_tasks",
+        "zapline_event_log_emitted",
+        "zapline_event_log_filled",
+        "zapline_event_log_pruned",
+        "zapline_recoveries",
+        "zapline_event_log_replayed",
     }
     assert documented <= now.families, sorted(documented - now.families)
     # the server's own tasks at least (listeners, intake, workers): read on the event loop
