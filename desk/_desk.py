@@ -37,7 +37,6 @@ import orjson
 from desk import housekeeping
 from desk.accounts import AccountCache
 from desk.announce import (
-    card_events,
     contact_events,
     conversation_events,
     is_newest,
@@ -46,7 +45,7 @@ from desk.announce import (
     status_events,
 )
 from desk.inbox import InboxWriter
-from desk.journal import Journal
+from desk.journal import Journal, announce_card, collect
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter
 from desk.recovery import recover
@@ -106,7 +105,8 @@ class Desk:
     Collaborators are explicit: ``storage``, the ``emitter`` every announcement goes through
     (local sockets, and other nodes with a broker), the job ``queue`` (call ``register`` to
     route the desk's job kinds to it), the Cloud API ``cloud`` client, ``options`` and
-    optional ``metrics``.
+    optional ``metrics``. ``local_emitter`` (this node's sockets only) is where logged
+    events go, when there are several nodes (``desk.journal``); default ``emitter``.
     """
 
     def __init__(
@@ -118,6 +118,7 @@ class Desk:
         cloud: CloudApiClient,
         options: DeskOptions,
         metrics: DeskMetrics | None = None,
+        local_emitter: Emitter | None = None,
     ) -> None:
         self.storage = storage
         self.emitter = emitter
@@ -126,7 +127,13 @@ class Desk:
         self.options = options
         self.metrics = metrics
         self.accounts = AccountCache(storage)
-        self.journal = Journal(emitter, storage)
+        # Logged events go to this node's sockets only: every node's journal takes the other
+        # nodes' events from the log (desk/journal.py), so they never cross the broker.
+        self.journal = Journal(
+            local_emitter or emitter,
+            storage,
+            poll_interval=0.0 if options.single_node else options.event_poll_interval,
+        )
         self.outbound = Outbound(storage, self.journal, queue, cloud, metrics)
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
@@ -349,7 +356,7 @@ class Desk:
         result = await self.inbound.submit(record)
         self.journal.publish(told)
         if result.message_created and not is_newest(result.conversation, result.message):
-            await self._announce_card(result.conversation)
+            await announce_card(self.storage, self.journal, result.conversation)
         self._finished(inbox_id)
 
     async def _apply_change(
@@ -359,8 +366,8 @@ class Desk:
         # it neither moves the card nor counts as new. One that came first is kept by
         # storage and applied when its target is stored.
         text_changed = change.kind != "reaction"
-        describe, publish = self.describe_for(
-            lambda m, c: message_updated_events(c, m, text_changed=text_changed)
+        describe, publish = collect(
+            self.journal, lambda m, c: message_updated_events(c, m, text_changed=text_changed)
         )
         result = await self.storage.apply_message_change(
             MessageChange(
@@ -397,35 +404,6 @@ class Desk:
         log.info("contact %s changed number %s -> %s", contact.id, old, new)
         return True
 
-    async def _announce_card(self, conversation: Conversation) -> None:
-        """Log and emit the card of a conversation whose message arrived out of order: its
-        newest message, not the late one (the card never moves back in time)."""
-        try:
-            page, _ = await self.storage.list_messages(
-                conversation.tenant_id, conversation.id, limit=1
-            )
-            if page:
-                events = card_events(conversation, page[0])
-                await self.storage.log_events(events)
-                self.journal.publish(events)
-        except Exception as exc:  # the message is stored and announced: the card can wait
-            log.warning("conversation %s: card not announced: %s", conversation.id, exc)
-
-    def describe_for(
-        self, events: Callable[[Message, Conversation], list[LoggedEvent]]
-    ) -> tuple[Callable[[Message, Conversation], list[LoggedEvent]], Callable[[], None]]:
-        """(describe, publish): ``describe`` for one storage call, collecting what ``events``
-        says of each changed message; ``publish`` hands them to the journal once that call
-        returned (its transaction committed)."""
-        told: list[LoggedEvent] = []
-
-        def describe(message: Message, conversation: Conversation) -> list[LoggedEvent]:
-            described = events(message, conversation)
-            told.extend(described)
-            return described
-
-        return describe, lambda: self.journal.publish(told)
-
     # -- statuses ----------------------------------------------------------------------------
 
     async def handle_status(self, payload: tuple[int, StatusUpdate]) -> None:
@@ -438,12 +416,7 @@ class Desk:
         # A status that overtook its message (the send worker has not recorded the id yet,
         # or the message was sent from elsewhere) is kept and applied when the message is:
         # an expected race, not an error to retry.
-        told: list[LoggedEvent] = []
-
-        def describe(message: Message, conversation: Conversation) -> list[LoggedEvent]:
-            told[:] = status_events(message, conversation)
-            return told
-
+        describe, publish = collect(self.journal, status_events)
         result = await self.storage.record_status(
             account.tenant_id,
             status.whatsapp_message_id,
@@ -451,7 +424,7 @@ class Desk:
             error=error,
             describe=describe,
         )
-        self.journal.publish(told)
+        publish()
         if result is None:
             log.debug(
                 "status %s of %s kept until its message is known",

@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 
 from desk.announce import message_updated_events, status_events
+from desk.journal import collect
 from desk.recovery import replay_inbox
 
 if TYPE_CHECKING:
@@ -119,11 +120,11 @@ async def settle_pending(desk: Desk) -> None:
     """Apply the statuses and changes kept for messages that are known now (announcing
     them), and expire those older than their TTL. Raises what storage raises."""
     storage = desk.storage
-    describe, publish = desk.describe_for(lambda m, c: status_events(m, c))
+    describe, publish = collect(desk.journal, status_events)
     await storage.apply_pending_statuses(describe=describe)
     publish()
-    describe, publish = desk.describe_for(
-        lambda m, c: message_updated_events(c, m, text_changed=True)
+    describe, publish = collect(
+        desk.journal, lambda m, c: message_updated_events(c, m, text_changed=True)
     )
     await storage.apply_pending_changes(describe=describe)
     publish()

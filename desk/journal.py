@@ -17,6 +17,13 @@ that take one (the engine decides, see ``Socket.takes_offsets``): a client that 
 names the last one it got, and ``desk.resume`` sends it the rest from the log. The hand-over
 is exact because ``last(tenant)`` changes only in the same synchronous step as the emit.
 
+Several nodes on one database (a broker): every node's journal emits every logged event to
+its own sockets only (``emitter`` is the local engine, not the cross-node fan-out), taking
+its own events as they commit and the other nodes' from the log, which it polls every
+``poll_interval`` seconds (the counters, one query, then the missing events of the tenants
+that moved). So each node's sockets get one stream per tenant, in seq order, once, and the
+recovery hand-over above holds on every node.
+
 Events that are not logged (presence, typing, viewers, errors) never come here.
 """
 
@@ -30,10 +37,11 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from desk.announce import card_events
 from desk.ports import Emitter
-from storage import LoggedEvent, Storage
+from storage import Conversation, LoggedEvent, Message, Storage
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "announce_card", "collect"]
 
 log = logging.getLogger("zapline.desk")
 
@@ -44,10 +52,20 @@ FILL_BATCH = 500
 class Journal:
     """Emits a tenant's logged events in seq order through ``emitter``."""
 
-    def __init__(self, emitter: Emitter, storage: Storage, *, gap_wait: float = 0.3) -> None:
+    def __init__(
+        self,
+        emitter: Emitter,
+        storage: Storage,
+        *,
+        gap_wait: float = 0.3,
+        poll_interval: float = 0.0,
+    ) -> None:
+        """``emitter``: this node's sockets. ``poll_interval`` > 0 also takes the events other
+        nodes logged from the log, polled that often (0: one node, nothing to poll)."""
         self._emitter = emitter
         self._storage = storage
         self.gap_wait = gap_wait
+        self.poll_interval = poll_interval
         self._last: dict[str, int] = {}
         self._held: dict[str, dict[int, LoggedEvent]] = {}
         self._held_since: dict[str, float] = {}
@@ -130,6 +148,28 @@ class Journal:
         """Load the counters, then fill lasting gaps from the log until cancelled."""
         await self.load()
         task_status.started()
+        async with anyio.create_task_group() as tg:
+            if self.poll_interval > 0:
+                tg.start_soon(self._poll)
+            await self._fill_gaps()
+
+    async def _poll(self) -> None:
+        while True:
+            await anyio.sleep(self.poll_interval)
+            try:
+                highs = await self._storage.event_high_seqs()
+                for tenant, high in highs.items():
+                    while high > self.last(tenant):
+                        before = self.last(tenant)
+                        found = await self._storage.events_after(tenant, before, limit=FILL_BATCH)
+                        self.filled += sum(1 for e in found if e.seq > self.last(tenant))
+                        self.publish(found)
+                        if self.last(tenant) == before:
+                            break  # held behind a gap: the gap filler handles it
+            except Exception as exc:
+                log.warning("event log not polled (next in %.2f s): %s", self.poll_interval, exc)
+
+    async def _fill_gaps(self) -> None:
         while True:
             if not self._held_since:
                 self._wakeup = anyio.Event()
@@ -179,6 +219,36 @@ class Journal:
             "dropped": self.dropped,
             "waiting": len(self._held_since),
         }
+
+
+def collect(
+    journal: Journal, events: Callable[[Message, Conversation], Sequence[LoggedEvent]]
+) -> tuple[Callable[[Message, Conversation], list[LoggedEvent]], Callable[[], None]]:
+    """(describe, publish) for ONE storage call: ``describe`` (the call's ``describe``)
+    collects what ``events`` says of each message the change changed; ``publish`` hands them
+    to ``journal`` once the call returned (its transaction committed). A call that raised
+    committed nothing: do not publish then."""
+    told: list[LoggedEvent] = []
+
+    def describe(message: Message, conversation: Conversation) -> list[LoggedEvent]:
+        described = list(events(message, conversation))
+        told.extend(described)
+        return described
+
+    return describe, lambda: journal.publish(told)
+
+
+async def announce_card(storage: Storage, journal: Journal, conversation: Conversation) -> None:
+    """Log and emit the card of a conversation whose message arrived out of order: with its
+    newest message, not the late one (the card never moves back in time). Raises nothing."""
+    try:
+        page, _ = await storage.list_messages(conversation.tenant_id, conversation.id, limit=1)
+        if page:
+            events = card_events(conversation, page[0])
+            await storage.log_events(events)
+            journal.publish(events)
+    except Exception as exc:  # the message is stored and announced: the card can wait
+        log.warning("conversation %s: card not announced: %s", conversation.id, exc)
 
 
 def _all(callbacks: list[Callable[[], None]]) -> Callable[[], None] | None:

@@ -78,3 +78,5 @@ class DeskOptions:
     pending_change_ttl: float = 86400.0
     # With several nodes, another node's PENDING sends are its own: not re-sent from here.
     single_node: bool = True
+    # With several nodes: seconds between two polls of the log for the others' events.
+    event_poll_interval: float = 0.05

@@ -205,6 +205,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 single_node=not settings.redis_url,
             ),
             metrics=runtime.metrics,
+            local_emitter=engine,
         )
         runtime.desk.register()
         runtime.resume = Resumer(

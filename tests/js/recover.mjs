@@ -9,7 +9,7 @@
 // Prints JSON lines: {"step":"connected",pid} at the first connect, {"step":"first",offset}
 // at the first message:new, {"step":"cut"} once told "cut" on stdin and the transport is gone;
 // told "report", ONE line {"step":"report", recovered (of the last reconnect), recoveries,
-// pids, connects, messages:[{wamid, offset}], resync, errors} and it exits. It records what
+// pids, connects, messages:[{wamid, offset}], resync, errors, connectErrors} and it exits. It records what
 // it saw; the test decides what is right.
 
 import { parseArgs } from "node:util";
@@ -44,7 +44,8 @@ socket.on("connect", () => {
     say({ step: "reconnected", n: connects - 1, recovered: socket.recovered });
   }
 });
-socket.on("connect_error", (err) => errors.push(`connect_error: ${err.message}`));
+const connectErrors = [];
+socket.on("connect_error", (err) => connectErrors.push(err.message));
 socket.on("resync:required", (payload) => resync.push(payload));
 socket.on("message:new", (payload, offset) => {
   messages.push({ wamid: payload.message.whatsappMessageId, offset: offset ?? null });
@@ -71,7 +72,7 @@ stdin.on("line", (line) => {
   if (line.trim() !== "report") return;
   // A moment for anything sent twice to show up first.
   setTimeout(() => {
-    say({ step: "report", recovered, recoveries, pids, connects, messages, resync, errors });
+    say({ step: "report", recovered, recoveries, pids, connects, messages, resync, errors, connectErrors });
     socket.close();
     setTimeout(() => process.exit(0), 50);
   }, 300);
