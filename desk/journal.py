@@ -159,15 +159,24 @@ class Journal:
             try:
                 highs = await self._storage.event_high_seqs()
                 for tenant, high in highs.items():
-                    while high > self.last(tenant):
-                        before = self.last(tenant)
-                        found = await self._storage.events_after(tenant, before, limit=FILL_BATCH)
-                        self.filled += sum(1 for e in found if e.seq > self.last(tenant))
-                        self.publish(found)
-                        if self.last(tenant) == before:
-                            break  # held behind a gap: the gap filler handles it
+                    await self._catch_up(tenant, high)
             except Exception as exc:
                 log.warning("event log not polled (next in %.2f s): %s", self.poll_interval, exc)
+
+    async def catch_up(self, tenant: str) -> None:
+        """Emit what the log holds for ``tenant`` beyond ``last`` (another node's events).
+        Raises what storage raises."""
+        high = (await self._storage.event_high_seqs(tenant)).get(tenant, 0)
+        await self._catch_up(tenant, high)
+
+    async def _catch_up(self, tenant: str, high: int) -> None:
+        while high > self.last(tenant):
+            before = self.last(tenant)
+            found = await self._storage.events_after(tenant, before, limit=FILL_BATCH)
+            self.filled += sum(1 for e in found if e.seq > self.last(tenant))
+            self.publish(found)
+            if self.last(tenant) == before:
+                return  # held behind a gap: the gap filler handles it
 
     async def _fill_gaps(self) -> None:
         while True:

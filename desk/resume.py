@@ -149,6 +149,9 @@ class Resumer:
             return "bad_offset"
         joined = set(rooms) | await self._session_rooms(pid, tenant_id, user_id, role)
         if offset > self.journal.last(tenant_id):
+            # Another node (or a task here) logged it and this journal has not emitted it yet.
+            await self.journal.catch_up(tenant_id)
+        if offset > self.journal.last(tenant_id):
             return "offset_ahead"
         if offset < self.journal.last(tenant_id):
             oldest = await self.storage.event_oldest_seq(tenant_id)
