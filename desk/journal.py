@@ -205,14 +205,18 @@ class Journal:
             self._held_since.pop(tenant, None)
             return
         want = min(held) - 1
-        last = self._last.get(tenant, 0)
-        found = await self._storage.events_after(tenant, last, limit=FILL_BATCH)
+        while True:
+            last = self.last(tenant)
+            found = await self._storage.events_after(tenant, last, limit=FILL_BATCH)
+            if self.last(tenant) == last:
+                break  # nothing was emitted during the read: decide on what it saw
         found = [e for e in found if e.seq <= want]
-        if found and found[0].seq != self._last.get(tenant, 0) + 1:
-            log.warning("tenant %s: events up to %d are gone from the log", tenant, found[0].seq)
+        if found and found[0].seq != last + 1:
+            log.warning("tenant %s: events %d..%d are gone from the log", tenant, last + 1,
+                        found[0].seq - 1)  # fmt: skip
             self._last[tenant] = found[0].seq - 1
-        elif not found and want >= last + 1 and self._last.get(tenant, 0) == last:
-            # Nothing committed there (pruned, or never will be): do not wait forever.
+        elif not found and want > last:
+            # Nothing committed there (pruned): do not wait forever.
             log.warning("tenant %s: events %d..%d not in the log; skipped", tenant, last + 1, want)
             self._last[tenant] = want
         self.filled += len(found)
