@@ -86,23 +86,30 @@ class Fanout:
         namespace: str = "/",
         defer: bool = False,
         on_written: Callable[[], None] | None = None,
+        offsets: Sequence[str | None] | None = None,
     ) -> int:
         """Emit several ``(event, args)`` on this node in one write per socket, and to the others.
 
         Same arguments as ``SocketServer.emit_many`` (``defer`` and ``on_written`` apply to
-        this node's sockets). Locally
+        this node's sockets; ``offsets`` travel with the messages, one per event). Locally
         every recipient gets the batch in a single write; the other nodes get one broker
         message per event, in order (they arrive over one ordered channel). Synchronous, never
         yields. Returns the number of LOCAL sockets written to. Raises ``TypeError`` if any
-        args are not JSON-serialisable, before anything was sent anywhere.
+        args are not JSON-serialisable, ``ValueError`` if ``offsets`` does not have one entry
+        per event, before anything was sent anywhere.
         """
         node = self.broker.node_id
+        if offsets is not None and len(offsets) != len(events):
+            raise ValueError(f"{len(offsets)} offsets for {len(events)} events")
+        marks: list[str | None] = [None] * len(events) if offsets is None else list(offsets)
         # Read once: ``to`` and ``skip`` may be one-shot iterables, and every message needs them.
         to = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
         skip = (skip,) if isinstance(skip, str) else tuple(skip)
         messages = [
-            BroadcastMessage.for_emit(node, event, args, to=to, skip=skip, namespace=namespace)
-            for event, args in events
+            BroadcastMessage.for_emit(
+                node, event, args, to=to, skip=skip, namespace=namespace, offset=offset
+            )
+            for (event, args), offset in zip(events, marks, strict=True)
         ]
         for message in messages:
             message.encode()  # all or nothing: fail before the first publish
@@ -118,6 +125,7 @@ class Fanout:
             namespace=namespace,
             defer=defer,
             on_written=on_written,
+            offsets=offsets,
         )
 
     def deliver(self, message: BroadcastMessage) -> None:
@@ -125,6 +133,15 @@ class Fanout:
 
         Raises what ``SocketServer.emit`` raises (the broker logs it and carries on).
         """
+        if message.offset is not None:
+            self._local_emit_many(
+                ((message.event, message.args),),
+                to=message.rooms,
+                skip=message.skip,
+                namespace=message.namespace,
+                offsets=(message.offset,),
+            )
+            return
         self._local_emit(
             message.event,
             *message.args,
