@@ -1,11 +1,15 @@
-"""Targets: the servers under test (Zapline, the python-socketio baseline, or one already
-running), started on free loopback ports with what a client needs to use them.
+"""Targets: the servers under test (Zapline, the python-socketio and Node.js baselines, or one
+already running), started on free loopback ports with what a client needs to use them.
+
+Target names in results: ``zapline``, ``baseline`` (python-socketio: the name it had before
+there was a second baseline, kept so older results still compare) and ``node``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,18 +54,55 @@ def _pnid(t: int) -> str:
     return f"1{t:014d}"
 
 
-def start_baseline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
-    """Start the python-socketio baseline with ``tenants`` tenants; returns its Target.
+NODE_DIR = Path(__file__).resolve().parent / "baselines" / "node"
 
-    Raises RuntimeError if it does not become ready.
-    """
+
+def _baseline_env(workdir: Path, tenants: int) -> tuple[str, list[str], list[str], dict[str, str]]:
+    """Return (secret, tenant ids, phone_number_ids, env) for a baseline with ``tenants``."""
     secret = uuid.uuid4().hex
     tenant_ids = [str(uuid.uuid4()) for _ in range(tenants)]
     pnids = [_pnid(t) for t in range(tenants)]
     map_file = workdir / "baseline-tenants.json"
     map_file.write_text(json.dumps(dict(zip(pnids, tenant_ids, strict=True))))
-    port = free_port()
     env = {**os.environ, "JWT_SECRET": secret, "BENCH_TENANT_MAP": str(map_file)}
+    return secret, tenant_ids, pnids, env
+
+
+def node_missing() -> str | None:
+    """Return why the Node.js baseline cannot start here (None when it can)."""
+    if shutil.which("node") is None:
+        return "Node.js is not installed (apt-get install nodejs npm)"
+    if not (NODE_DIR / "node_modules" / "socket.io").is_dir():
+        return f"socket.io is not installed: run `npm ci` in {NODE_DIR} (make bench does)"
+    return None
+
+
+def start_node(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
+    """Start the Node.js socket.io baseline with ``tenants`` tenants; returns its Target.
+
+    Raises RuntimeError when node or its socket.io is missing, or it does not become ready.
+    """
+    missing = node_missing()
+    if missing is not None:
+        raise RuntimeError(missing)
+    secret, tenant_ids, pnids, env = _baseline_env(workdir, tenants)
+    port = free_port()
+    log = workdir / "node.log"
+    node = shutil.which("node") or "node"
+    argv = [node, str(NODE_DIR / "server.mjs"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = procs.start(argv, env, log, pin=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, log)
+    return Target("node", url, url, secret, tenant_ids, pnids, proc.pid, {"log": str(log)})
+
+
+def start_baseline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
+    """Start the python-socketio baseline with ``tenants`` tenants; returns its Target.
+
+    Raises RuntimeError if it does not become ready.
+    """
+    secret, tenant_ids, pnids, env = _baseline_env(workdir, tenants)
+    port = free_port()
     log = workdir / "baseline.log"
     argv = [
         sys.executable,
