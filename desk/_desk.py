@@ -43,7 +43,7 @@ from desk.announce import (
 )
 from desk.inbox import InboxWriter
 from desk.outbound import Outbound
-from desk.ports import DeskMetrics, DeskOptions, Emitter
+from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
 from desk.recovery import recover
 from desk.whatsapp import (
     Change,
@@ -124,8 +124,11 @@ class Desk:
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
+        write = storage.record_inbound_many
+        if metrics is not None:  # the cost ledger's "db_write" stage: one batch's writes
+            write = timed_stage(write, metrics, "db_write")
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
-            storage.record_inbound_many, name="inbound messages"
+            write, name="inbound messages"
         )
         # One lifecycle record per node, so a second node starting is not taken for a crash.
         self.lifecycle_key = f"{LIFECYCLE_KEY}:{options.node}"
