@@ -20,6 +20,7 @@ from pathlib import Path
 import jwt
 
 from bench._procs import ProcessSet, ProcSample, free_port, sample_tree, wait_ready
+from bench._seed import phone_number_id
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Target:
 
 
 def _pnid(t: int) -> str:
-    return f"1{t:014d}"
+    return phone_number_id(t)
 
 
 NODE_DIR = Path(__file__).resolve().parent / "baselines" / "node"
@@ -132,29 +133,19 @@ def zapline_env(workdir: Path, secret: str) -> dict[str, str]:
 def create_tenants(env: dict[str, str], tenants: int, log: Path) -> tuple[list[str], list[str]]:
     """Create ``tenants`` tenants with one WhatsApp account each via the admin CLI.
 
-    Returns (tenant ids, phone_number_ids). Raises RuntimeError when the CLI fails or
-    prints no JSON object with an "id".
+    The CLI's commands run in one interpreter (``bench._seed``). Returns (tenant ids,
+    phone_number_ids) in tenant order. Raises RuntimeError when a command fails or the
+    tenants are not all there.
     """
-    ids: list[str] = []
-    pnids: list[str] = []
-    cli = [sys.executable, "-m", "zapline"]
-    for t in range(tenants):
-        out = _run(cli + ["tenant", "create", "--name", f"bench-{t}"], env, log)
-        obj = next(
-            (json.loads(ln) for ln in reversed(out.splitlines()) if ln.startswith("{")), None
-        )
-        if not isinstance(obj, dict) or "id" not in obj:
-            raise RuntimeError(f"`zapline tenant create` printed no JSON with an id:\n{out}")
-        ids.append(str(obj["id"]))
-        pnids.append(_pnid(t))
-        _run(
-            cli + ["account", "add", "--tenant", ids[-1], "--phone-number-id", pnids[-1]], env, log
-        )
-    return ids, pnids
+    out = _run([sys.executable, "-m", "bench._seed", str(tenants)], env, log)
+    rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    if len(rows) != tenants:
+        raise RuntimeError(f"bench._seed made {len(rows)} of {tenants} tenants:\n{out}")
+    return [str(r["id"]) for r in rows], [str(r["phoneNumberId"]) for r in rows]
 
 
 def _run(argv: list[str], env: dict[str, str], log: Path) -> str:
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     with open(log, "a") as f:
         f.write(f"$ {' '.join(argv)}\n{r.stdout}{r.stderr}")
     if r.returncode != 0:
