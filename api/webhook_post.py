@@ -24,9 +24,10 @@ writing are outside it.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,12 @@ log = logging.getLogger("zapline.webhooks")
 
 # This thread's CPU clock: on a shared core, wall time would count other processes' turns.
 _cpu_clock = time.thread_time
+
+# Request ids this process makes up: 32 hex digits like a uuid4's, a random half per process
+# and a serial half. uuid4 per webhook was 6 % of the event loop's samples in a profile at
+# 250 webhooks/s (os.urandom is a syscall per call); this is a tenth of its cost.
+_RID_PREFIX = secrets.token_hex(8)
+_rid_serial = itertools.count()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -112,7 +119,7 @@ class WebhookPost:
         headers = _headers(scope)
         rid = headers.get("x-request-id", "")
         if not (0 < len(rid) <= 64 and rid.isprintable()):
-            rid = uuid.uuid4().hex
+            rid = f"{_RID_PREFIX}{next(_rid_serial):016x}"
         logs.request_id.set(rid)
         accept_span = [0.0]  # per request: this handler object serves them all at once
         try:
