@@ -151,7 +151,7 @@ def run_target(name: str, args: argparse.Namespace, opts: Options) -> dict[str, 
             tmp = str(args.workdir / f"{name}-{int(time.time())}")
             os.makedirs(tmp)
         target: Target
-        if args.api_url and name != "baseline":
+        if args.api_url and name == "zapline":
             target = external_target(args.api_url, args.socket_url or args.api_url, tenants,
                                      args.tenants_file, args.server_pid)  # fmt: skip
         elif name == "baseline":
