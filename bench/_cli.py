@@ -184,8 +184,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     The run whose primary figure (max rate held, p99, ...) is the median is the base (its
     steps, errors, texts); every top-level number is then replaced by its median over the
-    runs that have it. ``median_of`` says how many runs; ``runs_primary`` lists each run's
-    primary figure. One run is returned as it is.
+    runs that have it (of integers the lower median, so counts stay counts). ``median_of``
+    says how many runs; ``runs_primary`` lists each run's primary figure. One run is
+    returned as it is.
     """
     if len(runs) == 1:
         return runs[0]
@@ -195,7 +196,10 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for k, v in out.items():
         if isinstance(v, int | float) and not isinstance(v, bool):
             values = [r[k] for r in runs if isinstance(r.get(k), int | float)]
-            out[k] = round(statistics.median(values), 3)
+            if all(isinstance(x, int) for x in values):  # counts stay counts
+                out[k] = statistics.median_low(values)
+            else:
+                out[k] = round(statistics.median(values), 3)
     out["median_of"] = len(runs)
     out["runs_primary"] = [r.get(key) for r in runs]
     return out

@@ -92,6 +92,8 @@ def test_median_run_takes_the_middle_run_and_the_median_of_each_figure() -> None
     assert m["max_rate_held"] == 2200 and m["cost_cpu_ms"] == 0.3
     assert m["median_of"] == 3 and m["runs_primary"] == [2400, 2000, 2200]
     assert median_run(runs[:1]) is runs[0]
+    two = median_run([{**runs[0], "clients": 1000}, {**runs[1], "clients": 1000}])
+    assert two["clients"] == 1000 and isinstance(two["clients"], int)
 
 
 @pytest.fixture(scope="module")
