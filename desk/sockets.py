@@ -211,14 +211,25 @@ def evict_unpermitted(
 
     Called after an assignment changed (they stop viewing it too); returns how many left.
     """
-    room = conversation_room(conversation.id)
+    return evict_from_room(server, conversation.id, conversation.assignee_id, agent_sees, live)
+
+
+def evict_from_room(
+    server: SocketServer,
+    conversation_id: str,
+    assignee_id: str | None,
+    agent_sees: str,
+    live: LiveDesk | None = None,
+) -> int:
+    """``evict_unpermitted`` by ids (another node's assignment reaches this one so)."""
+    room = conversation_room(conversation_id)
     evicted = 0
     for socket in list(server.rooms.members("/", room)):
         data = socket.data
-        if not may_see(data["role"], data["userId"], conversation.assignee_id, agent_sees):
+        if not may_see(data["role"], data["userId"], assignee_id, agent_sees):
             socket.leave(room)
             if live is not None:
-                live.left(socket.id, conversation.id)
+                live.left(socket.id, conversation_id)
             evicted += 1
     return evicted
 

@@ -19,9 +19,15 @@ from engine import SocketServer
 from engine.broker import BroadcastMessage, Broker, BrokerStatistics
 from engine.broker_memory import MemoryBroker
 
-__all__ = ["DEFAULT_CHANNEL", "Fanout", "make_broker"]
+__all__ = ["CONTROL_NAMESPACE", "DEFAULT_CHANNEL", "ControlHandler", "Fanout", "make_broker"]
 
 DEFAULT_CHANNEL = "zapline:fanout"
+# Control messages between nodes ride the broker in a namespace no socket can join (Socket.IO
+# namespaces start with "/"): a node that does not know one emits it to nobody.
+CONTROL_NAMESPACE = "\x00zapline"
+
+# (node id, kind, data) of a control message from another node
+ControlHandler = Callable[[str, str, Any], None]
 
 log = logging.getLogger("zapline.fanout")
 
@@ -53,6 +59,29 @@ class Fanout:
         # may route through this object.
         self._local_emit = engine.emit
         self._local_emit_many = engine.emit_many
+        self._control: ControlHandler | None = None
+
+    @property
+    def clustered(self) -> bool:
+        """Whether other nodes may be listening (a real broker, not the single-node one)."""
+        return not isinstance(self.broker, MemoryBroker)
+
+    def on_control(self, handler: ControlHandler) -> None:
+        """Call ``handler(node, kind, data)`` for every control message of another node."""
+        self._control = handler
+
+    def publish_control(self, kind: str, data: Any) -> None:
+        """Send a control message (not an emit: no socket sees it) to every other node.
+
+        Synchronous, never yields; a no-op on a single node. Raises ``TypeError`` if ``data``
+        is not JSON-serialisable.
+        """
+        if self.clustered:
+            self.broker.publish_nowait(
+                BroadcastMessage.for_emit(
+                    self.broker.node_id, kind, (data,), to=(), namespace=CONTROL_NAMESPACE
+                )
+            )
 
     def emit(
         self,
@@ -133,6 +162,10 @@ class Fanout:
 
         Raises what ``SocketServer.emit`` raises (the broker logs it and carries on).
         """
+        if message.namespace == CONTROL_NAMESPACE:
+            if self._control is not None and message.args:
+                self._control(message.node_id, message.event, message.args[0])
+            return
         if message.offset is not None:
             self._local_emit_many(
                 ((message.event, message.args),),

@@ -29,7 +29,7 @@ from desk.conversations import assign as assign_conversation
 from desk.live import LiveDesk
 from desk.permissions import may_see
 from desk.ratelimit import RateLimiter
-from desk.sockets import evict_unpermitted
+from desk.sockets import evict_from_room, evict_unpermitted
 from desk.whatsapp import CloudApiClient
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
@@ -101,8 +101,25 @@ class Runtime:
         )
 
     def evict(self, conversation: Conversation) -> None:
-        """After an assignment: sockets that may no longer see it leave its room."""
+        """After an assignment: sockets that may no longer see it leave its room, on every node."""
         evict_unpermitted(self.engine, conversation, self.settings.agent_sees, self.live)
+        self.fanout.publish_control(
+            "evict", {"conversationId": conversation.id, "assigneeId": conversation.assignee_id}
+        )
+
+    def from_peer(self, node: str, kind: str, data: Any) -> None:
+        """A control message of another node: an eviction, or presence and viewers."""
+        if kind != "evict":
+            self.live.from_peer(node, kind, data)
+            return
+        conversation_id = data.get("conversationId") if isinstance(data, dict) else None
+        assignee_id = data.get("assigneeId") if isinstance(data, dict) else None
+        if isinstance(conversation_id, str) and (
+            assignee_id is None or isinstance(assignee_id, str)
+        ):
+            evict_from_room(
+                self.engine, conversation_id, assignee_id, self.settings.agent_sees, self.live
+            )
 
     async def readiness(self) -> dict[str, bool]:
         """The readiness checks, each True when healthy."""
@@ -171,7 +188,13 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         runtime = Runtime(
             settings=settings, storage=storage, engine=engine, queue=queue, fanout=fanout
         )
-        runtime.live = LiveDesk(fanout, presence_grace=settings.presence_grace)
+        runtime.live = LiveDesk(
+            fanout,
+            presence_grace=settings.presence_grace,
+            node=fanout.broker.node_id,
+            publish=fanout.publish_control if fanout.clustered else None,
+        )
+        fanout.on_control(runtime.from_peer)
         runtime.limits = RateLimiter(
             per_socket=settings.rate_socket,
             per_agent=settings.rate_agent,
