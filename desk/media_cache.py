@@ -115,6 +115,7 @@ class MediaCache:
         self._index: OrderedDict[str, int] | None = None  # name -> size, least recent first
         self._total = 0
         self._inflight: dict[str, anyio.Event] = {}
+        self._loading = anyio.Lock()
 
     # -- the cache ---------------------------------------------------------------------------
 
@@ -162,6 +163,12 @@ class MediaCache:
     async def _load(self) -> None:
         if self._index is not None:
             return
+        # One scan: a second one would take the first caller's file in tmp/ for a leftover.
+        async with self._loading:
+            if self._index is None:
+                await self._scan()
+
+    async def _scan(self) -> None:
 
         def scan() -> list[tuple[float, str, int]]:
             for folder in (self._cache, self._uploads, self._tmp):
@@ -178,9 +185,8 @@ class MediaCache:
             return sorted(found)
 
         entries = await anyio.to_thread.run_sync(scan)
-        if self._index is None:
-            self._index = OrderedDict((name, size) for _, name, size in entries)
-            self._total = sum(self._index.values())
+        self._index = OrderedDict((name, size) for _, name, size in entries)
+        self._total = sum(self._index.values())
 
     async def _open_entry(self, name: str) -> CachedMedia | None:
         assert self._index is not None
