@@ -7,7 +7,8 @@ the bytes (401 without). ``POST /<version>/<phone-number-id>/media`` (multipart
 be downloaded again like any media. For tests: ``POST /_fake/media?filename=`` (raw body and
 its Content-Type) adds media and answers ``{id}``; ``GET /_fake/media-stats`` counts lookups
 and downloads per id and lists uploads; ``POST /_fake/media-fail`` ``{"count", "status",
-"code", "delay"}`` makes the next lookups fail or answer late.
+"code", "delay", "target"}`` makes the next lookups (or, with ``"target": "upload"``,
+uploads) fail or answer late.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class _MediaState:
     fail_status: int = 500
     fail_code: int | None = None
     fail_delay: float = 0.0
+    fail_uploads: bool = False  # the armed failures hit uploads instead of lookups
+
+    def take_failure(self, upload: bool) -> bool:
+        """True when this request is to fail (and one armed failure is spent)."""
+        if self.fail_count <= 0 or self.fail_uploads != upload:
+            return False
+        self.fail_count -= 1
+        return True
 
     def add(self, data: bytes, mime_type: str, filename: str | None) -> str:
         media_id = str(uuid.uuid4().int)[:16]
@@ -80,8 +89,7 @@ def add_media_routes(app: quart.Quart) -> None:
         if not _authorized():
             return _unauthorized()
         state.lookups[media_id] = state.lookups.get(media_id, 0) + 1
-        if state.fail_count > 0:
-            state.fail_count -= 1
+        if state.take_failure(upload=False):
             if state.fail_delay > 0:
                 await anyio.sleep(state.fail_delay)
             else:
@@ -116,6 +124,9 @@ def add_media_routes(app: quart.Quart) -> None:
             return _unauthorized()
         form = await quart.request.form
         files = await quart.request.files
+        if state.take_failure(upload=True):
+            code = state.fail_code or (131000 if state.fail_status >= 500 else 100)
+            return _graph_error(state.fail_status, code, "failure injected by media-fail")
         part = files.get("file")
         if form.get("messaging_product") != "whatsapp":
             return _graph_error(400, 100, "messaging_product must be 'whatsapp'")
@@ -161,4 +172,5 @@ def add_media_routes(app: quart.Quart) -> None:
         code = spec.get("code")
         state.fail_code = code if isinstance(code, int) else None
         state.fail_delay = float(spec.get("delay", 0.0))
+        state.fail_uploads = spec.get("target") == "upload"
         return {"ok": True, "pending": state.fail_count}, 200
