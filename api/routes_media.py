@@ -205,8 +205,11 @@ async def upload_media(conversation_id: str) -> Any:
         return await _unread(error(409, closed))
     content_type = request.headers.get("Content-Type", "")
     if content_type.lower().startswith("multipart/form-data"):
-        files = await request.files
-        form = await request.form
+        try:
+            files = await request.files
+            form = await request.form
+        except ValueError as exc:  # a multipart body that does not parse
+            return error(400, f"malformed multipart body: {exc}", field="file")
         part = files.get("file")
         if part is None:
             return error(400, "expected a multipart field 'file'", field="file")
@@ -243,6 +246,9 @@ async def upload_media(conversation_id: str) -> Any:
         stored = await runtime.media.save_upload(chunks, rule.max_bytes)
     except UploadTooLarge:
         return _too_large(rule.kind, rule.max_bytes)
+    except OSError as exc:
+        log.error("could not keep an upload: %s", exc)
+        return error(503, "the media store is unavailable; retry later")
     path = runtime.media.upload_path(stored.id)
     head = b"" if path is None else await anyio.to_thread.run_sync(_head, path)
     if stored.size == 0 or sniff_mismatch(rule, head):
