@@ -149,7 +149,8 @@ def add_media_routes(app: quart.Quart) -> None:
 
     @app.post("/_fake/media")
     async def add_media() -> tuple[dict[str, Any], int]:
-        data = await quart.request.get_data()
+        raw = await quart.request.get_data()
+        data = raw if isinstance(raw, bytes) else raw.encode()
         mime = quart.request.headers.get("Content-Type", "application/octet-stream")
         media_id = state.add(data, mime, quart.request.args.get("filename"))
         return {"id": media_id}, 200

@@ -16,7 +16,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -174,7 +174,7 @@ def _clean_filename(raw: str | None) -> str | None:
     return name[:240] or None
 
 
-async def _file_chunks(stream: BinaryIO) -> AsyncIterator[bytes]:
+async def _file_chunks(stream: IO[bytes]) -> AsyncIterator[bytes]:
     while True:
         chunk = await anyio.to_thread.run_sync(stream.read, 64 * 1024)
         if not chunk:

@@ -236,9 +236,21 @@ class MediaCache:
 
     async def _evict(self) -> None:
         assert self._index is not None
+        doomed = []
         while self._total > self.max_bytes and self._index:
             oldest = next(iter(self._index))
-            await anyio.to_thread.run_sync(lambda n=oldest: self._forget(n))
+            self._forget(oldest, unlink=False)
+            doomed.append(oldest)
+        if doomed:
+            # The index is only touched on the event loop; the files go in a worker thread.
+            await anyio.to_thread.run_sync(self._unlink, doomed)
+
+    def _unlink(self, names: list[str]) -> None:
+        for name in names:
+            if name in (self._index or {}):
+                continue  # stored again meanwhile
+            for suffix in (".bin", ".json"):
+                (self._cache / f"{name}{suffix}").unlink(missing_ok=True)
 
     # -- uploads -----------------------------------------------------------------------------
 
