@@ -125,7 +125,9 @@ async def get_media(message_id: str) -> Any:
     if message is None or conversation is None:
         return error(404, "message not found")
     upload = upload_of(message.metadata)
-    pending = None if upload is None else runtime.media.upload_path(upload["file"])
+    pending = (
+        None if upload is None else runtime.media.upload_path(upload["file"], message.tenant_id)
+    )
     if pending is not None and upload is not None:  # not sent yet: our own copy
         handle = await anyio.to_thread.run_sync(pending.open, "rb")
         meta = MediaMeta(
@@ -243,16 +245,16 @@ async def upload_media(conversation_id: str) -> Any:
     if not content_type.lower().startswith("multipart/") and declared and declared > rule.max_bytes:
         return await _unread(_too_large(rule.kind, rule.max_bytes))
     try:
-        stored = await runtime.media.save_upload(chunks, rule.max_bytes)
+        stored = await runtime.media.save_upload(chunks, rule.max_bytes, conversation.tenant_id)
     except UploadTooLarge:
         return _too_large(rule.kind, rule.max_bytes)
     except OSError as exc:
         log.error("could not keep an upload: %s", exc)
         return error(503, "the media store is unavailable; retry later")
-    path = runtime.media.upload_path(stored.id)
+    path = runtime.media.upload_path(stored.id, conversation.tenant_id)
     head = b"" if path is None else await anyio.to_thread.run_sync(_head, path)
     if stored.size == 0 or sniff_mismatch(rule, head):
-        await runtime.media.discard_upload(stored.id)
+        await runtime.media.discard_upload(stored.id, conversation.tenant_id)
         if stored.size == 0:
             return error(400, "the file is empty", field="file")
         return error(415, f"the file is not a {rule.mime_type} file", field="file")

@@ -13,7 +13,8 @@ readable after an eviction unlinks them, so a response already streaming is neve
 Concurrent requests for the same key share one download: the first runs ``fetch``, the others
 wait for it and then read what it stored (if it failed, the next waiter tries itself).
 
-``root/uploads`` holds files agents uploaded until their send went out; they are not counted
+``root/uploads/<tenant hash>`` holds files agents uploaded until their send went out (one
+folder per tenant: an upload id never names another tenant's file); they are not counted
 against the bound and are never evicted (a restart mid-send still finds them). Once sent, an
 upload moves into the cache under its media id. One process owns a directory: nodes sharing
 a database each keep their own cache (a second node's uploads are sent by the node that took
@@ -254,16 +255,22 @@ class MediaCache:
 
     # -- uploads -----------------------------------------------------------------------------
 
-    def upload_path(self, upload_id: str) -> Path | None:
-        """The file of an upload, or None when ``upload_id`` is not one of ours (a name we
-        could have made: 32 hex digits) or the file is gone."""
+    def _owner_dir(self, owner: str) -> Path:
+        # Each tenant's uploads in a folder of its own: an id never names another's file.
+        return self._uploads / hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+    def upload_path(self, upload_id: str, owner: str) -> Path | None:
+        """The file of ``owner``'s upload, or None when ``upload_id`` is not one of ours (a
+        name we could have made: 32 hex digits) or the file is gone."""
         if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
             return None
-        path = self._uploads / upload_id
+        path = self._owner_dir(owner) / upload_id
         return path if path.is_file() else None
 
-    async def save_upload(self, chunks: AsyncIterator[bytes], limit: int) -> StoredUpload:
-        """Write ``chunks`` durably as a new upload; return it.
+    async def save_upload(
+        self, chunks: AsyncIterator[bytes], limit: int, owner: str
+    ) -> StoredUpload:
+        """Write ``chunks`` durably as a new upload of ``owner`` (a tenant); return it.
 
         Raises UploadTooLarge past ``limit`` bytes (nothing kept), OSError when the disk fails.
         """
@@ -280,23 +287,25 @@ class MediaCache:
                         raise UploadTooLarge(f"larger than {limit} bytes")
                     digest.update(chunk)
                     await out.write(chunk)
-            await anyio.to_thread.run_sync(_fsync_replace, tmp, self._uploads / upload_id)
+            folder = self._owner_dir(owner)
+            await anyio.to_thread.run_sync(lambda: folder.mkdir(exist_ok=True))
+            await anyio.to_thread.run_sync(_fsync_replace, tmp, folder / upload_id)
         finally:
             tmp.unlink(missing_ok=True)
         return StoredUpload(upload_id, size, digest.hexdigest())
 
-    async def discard_upload(self, upload_id: str) -> None:
+    async def discard_upload(self, upload_id: str, owner: str) -> None:
         """Delete an upload (sent elsewhere, or failed for good). Never raises."""
-        path = self.upload_path(upload_id)
+        path = self.upload_path(upload_id, owner)
         if path is not None:
             path.unlink(missing_ok=True)
 
-    async def adopt_upload(self, upload_id: str, key: str, meta: MediaMeta) -> None:
+    async def adopt_upload(self, upload_id: str, owner: str, key: str, meta: MediaMeta) -> None:
         """Move a sent upload into the cache under ``key`` (its media id), within the bound.
 
         Never raises: the upload is then only deleted (the cache would fetch it again).
         """
-        path = self.upload_path(upload_id)
+        path = self.upload_path(upload_id, owner)
         if path is None:
             return
         try:

@@ -65,7 +65,7 @@ async def prepare_send(
         return message.content, message.metadata
     media_id = await uploaded_media_id(storage, message.id)
     if media_id is None:
-        path = None if media is None else media.upload_path(upload["file"])
+        path = None if media is None else media.upload_path(upload["file"], message.tenant_id)
         if path is None:
             raise CloudApiError(
                 "the uploaded file is no longer on this server",
@@ -109,18 +109,20 @@ async def keep_sent_upload(
     except Exception:  # the cache is an optimisation: the file can be fetched again
         media_id = None
     if media_id is None:
-        await media.discard_upload(upload["file"])
+        await media.discard_upload(upload["file"], message.tenant_id)
         return
     meta = MediaMeta(
         mime_type=str(upload.get("mimeType") or "application/octet-stream"),
         size=int(upload.get("size") or 0),
         filename=upload.get("filename") if isinstance(upload.get("filename"), str) else None,
     )
-    await media.adopt_upload(upload["file"], media_key(phone_number_id, media_id), meta)
+    await media.adopt_upload(
+        upload["file"], message.tenant_id, media_key(phone_number_id, media_id), meta
+    )
 
 
 async def discard_upload(media: MediaCache | None, message: Message) -> None:
     """A send that failed for good: delete its uploaded file. Never raises."""
     upload = upload_of(message.metadata)
     if upload is not None and media is not None:
-        await media.discard_upload(upload["file"])
+        await media.discard_upload(upload["file"], message.tenant_id)

@@ -104,18 +104,19 @@ async def test_uploads_are_kept_apart_until_adopted_and_refused_past_their_limit
         for i in range(0, len(data), 7):
             yield data[i : i + 7]
 
-    upload = await cache.save_upload(chunks(b"u" * 50), limit=100)
-    path = cache.upload_path(upload.id)
+    upload = await cache.save_upload(chunks(b"u" * 50), limit=100, owner="t1")
+    path = cache.upload_path(upload.id, "t1")
     assert path is not None and path.read_bytes() == b"u" * 50
     assert cache.statistics()["bytes"] == 0  # not counted against the bound
-    assert cache.upload_path("../cache") is None
+    assert cache.upload_path("../cache", "t1") is None
+    assert cache.upload_path(upload.id, "t2") is None  # another tenant's id names nothing
 
-    await cache.adopt_upload(upload.id, "pn/123", MediaMeta("image/png", 50, None))
-    assert cache.upload_path(upload.id) is None
+    await cache.adopt_upload(upload.id, "t1", "pn/123", MediaMeta("image/png", 50, None))
+    assert cache.upload_path(upload.id, "t1") is None
     # Larger than the bound: evicted right away, but the upload is gone either way.
     assert cache.statistics()["entries"] == 0
 
     with pytest.raises(UploadTooLarge):
-        await cache.save_upload(chunks(b"v" * 50), limit=20)
-    assert list((tmp_path / "uploads").iterdir()) == []
+        await cache.save_upload(chunks(b"v" * 50), limit=20, owner="t1")
+    assert [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()] == []
     assert list((tmp_path / "tmp").iterdir()) == []
