@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
     from desk.live import LiveDesk
+    from desk.media_cache import MediaCache
     from desk.ratelimit import RateLimiter
     from engine.jobs import PriorityJobQueue
     from storage import Conversation, Storage
@@ -74,6 +75,11 @@ class ApiServices(Protocol):
     @property
     def limits(self) -> RateLimiter:
         """The rate limits of client events and of the REST API."""
+        ...
+
+    @property
+    def media(self) -> MediaCache:
+        """Downloaded media (bounded cache) and uploads waiting for their send."""
         ...
 
     @property

@@ -112,6 +112,9 @@ class Settings:
     rate_api: Limit = Limit(100, 200)
     pending_status_ttl: float = 600.0
     pending_change_ttl: float = 86400.0
+    media_cache_mb: float = 256.0
+    media_dir: str | None = None
+    media_timeout: float = 30.0
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -152,6 +155,20 @@ class Settings:
             return self.public_socket_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.socket_port}"
+
+    def media_directory(self) -> str:
+        """Where media live: ``ZAPLINE_MEDIA_DIR``, else next to the SQLite file
+        (``zapline.db`` -> ``zapline-media/``), else ``./zapline-media``."""
+        if self.media_dir:
+            return self.media_dir
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            path = self.database_url[len(prefix) :].split("?", 1)[0]
+            if path and path != ":memory:":
+                folder, _, name = path.rpartition("/")
+                stem = name.rsplit(".", 1)[0] or "zapline"
+                return f"{folder or '.'}/{stem}-media"
+        return "./zapline-media"
 
     def describe_database(self) -> str:
         """The database URL without its password, for logs."""
@@ -238,5 +255,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         rate_api=_limit(env, "ZAPLINE_RATE_API", "100/200"),
         pending_status_ttl=_float(env, "ZAPLINE_PENDING_STATUS_TTL", 600.0),
         pending_change_ttl=_float(env, "ZAPLINE_PENDING_CHANGE_TTL", 86400.0),
+        media_cache_mb=_float(env, "ZAPLINE_MEDIA_CACHE_MB", 256.0),
+        media_dir=env.get("ZAPLINE_MEDIA_DIR") or None,
+        media_timeout=_float(env, "ZAPLINE_MEDIA_TIMEOUT", 30.0),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,6 +28,7 @@ from api.serve import serve_app
 from desk import Desk, DeskOptions, attach_realtime
 from desk.conversations import assign as assign_conversation
 from desk.live import LiveDesk
+from desk.media_cache import MediaCache
 from desk.permissions import may_see
 from desk.ratelimit import RateLimiter
 from desk.sockets import evict_from_room, evict_unpermitted
@@ -61,6 +63,7 @@ class Runtime:
     desk: Desk = field(init=False)
     live: LiveDesk = field(init=False)
     limits: RateLimiter = field(init=False)
+    media: MediaCache = field(init=False)
 
     @property
     def emitter(self) -> Fanout:
@@ -201,6 +204,9 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             per_tenant_api=settings.rate_api,
         )
         runtime.metrics = Metrics(runtime)  # its collector reads the parts above
+        runtime.media = MediaCache(
+            Path(settings.media_directory()), int(settings.media_cache_mb * 1024 * 1024)
+        )
         runtime.desk = Desk(
             storage=storage,
             emitter=fanout,
@@ -209,6 +215,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 settings.whatsapp_api_url,
                 version=settings.whatsapp_api_version,
                 rate_per_second=settings.send_rate,
+                media_timeout=settings.media_timeout,
             ),
             options=DeskOptions(
                 # One lifecycle record per node, so a second node is not taken for a crash.
@@ -222,6 +229,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 single_node=not settings.redis_url,
             ),
             metrics=runtime.metrics,
+            media=runtime.media,
         )
         runtime.desk.register()
         attach_realtime(
