@@ -42,9 +42,6 @@ from zapline.fanout import Fanout, make_broker
 
 log = logging.getLogger("zapline")
 
-# Seconds between full garbage collections (see _collect_cycles).
-FULL_COLLECTION_INTERVAL = 30.0
-
 
 @dataclass
 class Runtime:
@@ -286,10 +283,12 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         # Start-up objects (modules, app, routes) never die: freeze them out of the collector
         # and collect less often, so full collections stay short and rare under load (full
         # collections over large heaps were the p99 pauses of python-socketio in the bench).
+        # A full collection then almost never runs, so nothing may rely on one: a closed
+        # connection breaks its own reference cycles (engine/transport/_websocket.py, end())
+        # and is freed by reference counting (tests/engine/test_session_release.py).
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        tg.start_soon(_collect_cycles, FULL_COLLECTION_INTERVAL)
         _print_banner(runtime)
         if ready is not None:
             ready.set()
@@ -313,19 +312,6 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
     log.info(
         "stopped: %d packets delivered to sockets in %d writes", stats.deliveries, stats.writes
     )
-
-
-async def _collect_cycles(interval: float) -> None:
-    # With the thresholds above a full collection almost never runs on its own, and garbage
-    # in reference cycles that reached the oldest generation stays: every closed websocket
-    # (its EngineSession and WebSocketConn point at each other, and its Outbox holds the
-    # connection's overflow callback) once it lived past a young collection. Measured in
-    # make soak: +13 MB of such garbage in 7 minutes of 10 reconnects/s, 235 closed
-    # connections found after 100 s. One full pass, every ``interval`` seconds, bounds it
-    # to what that many seconds produce; it took ~10 ms with 1000 sockets here.
-    while True:
-        await anyio.sleep(interval)
-        gc.collect()
 
 
 async def _watch_signals(stop: anyio.Event) -> None:
