@@ -14,6 +14,7 @@ from quart import Quart
 if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
+    from desk.audit import AuditLog
     from desk.live import LiveDesk
     from desk.ratelimit import RateLimiter
     from engine.jobs import PriorityJobQueue
@@ -74,6 +75,11 @@ class ApiServices(Protocol):
     @property
     def limits(self) -> RateLimiter:
         """The rate limits of client events and of the REST API."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log: ``record(tenant_id, user_id, action, target, details)``."""
         ...
 
     @property

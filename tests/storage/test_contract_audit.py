@@ -86,9 +86,7 @@ async def test_every_update_counts_the_version_up(storage: Storage) -> None:
     assert conv.version == 0
     moved = await storage.update_conversation(tenant.id, conv.id, stage="open")
     assert moved is not None and moved.version == 1
-    again = await storage.update_conversation(
-        tenant.id, conv.id, stage="won", expected_version=1
-    )
+    again = await storage.update_conversation(tenant.id, conv.id, stage="won", expected_version=1)
     assert again is not None and (again.version, again.stage) == (2, "won")
     # A new message moves the card but is no change of its fields: the version stays.
     touched = await inbound(storage, tenant.id, account.id, "wamid.v2", T0 + timedelta(1))
@@ -107,8 +105,7 @@ async def test_a_stale_expected_version_changes_nothing(storage: Storage) -> Non
     after = await storage.get_conversation(tenant.id, conv.id)
     assert after is not None and (after.version, after.stage) == (1, "open")
     assert (
-        await storage.update_conversation(tenant.id, "nope", stage="x", expected_version=0)
-        is None
+        await storage.update_conversation(tenant.id, "nope", stage="x", expected_version=0) is None
     )
 
 
@@ -119,9 +116,7 @@ async def test_of_racing_updates_with_one_version_exactly_one_wins(storage: Stor
 
     async def move(stage: str) -> None:
         try:
-            await storage.update_conversation(
-                tenant.id, conv.id, stage=stage, expected_version=0
-            )
+            await storage.update_conversation(tenant.id, conv.id, stage=stage, expected_version=0)
             outcomes.append(stage)
         except VersionConflict:
             outcomes.append("conflict")
