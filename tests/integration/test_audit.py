@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from _desk_harness import (
 
 from desk.auth import issue_token
 from desk.whatsapp import text_message_webhook
+from storage import AuditRecord, open_storage
 
 pytestmark = pytest.mark.anyio
 
@@ -304,5 +306,49 @@ async def test_a_clean_stop_writes_every_buffered_row(
             cursor_param="cursor", params={"action": "login_failed"},
         )  # fmt: skip
         assert len(rows) == 40
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
+
+
+async def test_rows_past_the_retention_are_pruned_in_the_background(
+    tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    workdir: Path = tmp_path_factory.mktemp("audit-retention")
+    url = f"sqlite:///{workdir / 'desk.db'}"
+    server = ZaplineServer(
+        database_url=url, workdir=workdir, extra_env={"ZAPLINE_AUDIT_RETENTION": "30d"}
+    )
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        tenant = await anyio.to_thread.run_sync(lambda: create_tenant(server))
+        _, admin = await anyio.to_thread.run_sync(lambda: add_user(server, tenant, "admin"))
+        assert await anyio.to_thread.run_sync(server.stop) == 0
+        # Rows written long ago (by an earlier run, as far as the server can tell).
+        store = await open_storage(url)
+        now = datetime.now(UTC)
+        try:
+            await store.append_audit(
+                [
+                    AuditRecord(
+                        tenant.id, tenant.user_id, "login_ok", None, now - timedelta(days=d)
+                    )
+                    for d in (1, 29, 31, 400)
+                ]
+            )
+        finally:
+            await store.aclose()
+        await anyio.to_thread.run_sync(server.start)  # the pruning runs at start, then hourly
+        with anyio.fail_after(10):
+            while True:
+                rows = await get_all_pages(
+                    http, f"{server.api_url}/api/audit", admin, "entries", limit=50,
+                    cursor_param="cursor",
+                )  # fmt: skip
+                if len(rows) == 2:
+                    break
+                assert len(rows) == 4
+                await anyio.sleep(0.1)
+        kept = [datetime.fromisoformat(r["at"].replace("Z", "+00:00")) for r in rows]
+        assert all(now - at < timedelta(days=30) for at in kept)
     finally:
         await anyio.to_thread.run_sync(server.stop)
