@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Quart, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from api.routes_audit import blueprint as audit
 from api.routes_auth import blueprint as auth
 from api.routes_console import blueprint as console
 from api.routes_conversations import blueprint as conversations
@@ -49,6 +50,7 @@ def create_app(runtime: ApiServices) -> Quart:
     app.register_blueprint(media)
     # Uploads take up to WhatsApp's largest file; every other body keeps the limit above.
     app.request_class = MediaAwareRequest
+    app.register_blueprint(audit)
 
     @app.before_request
     async def assign_request_id() -> None:

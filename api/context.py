@@ -14,6 +14,7 @@ from quart import Quart
 if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
+    from desk.audit import AuditLog
     from desk.live import LiveDesk
     from desk.media_cache import MediaCache
     from desk.ratelimit import RateLimiter
@@ -80,6 +81,11 @@ class ApiServices(Protocol):
     @property
     def media(self) -> MediaCache:
         """Downloaded media (bounded cache) and uploads waiting for their send."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log: ``record(tenant_id, user_id, action, target, details)``."""
         ...
 
     @property

@@ -26,6 +26,7 @@ from api.app import create_asgi
 from api.metrics import Metrics
 from api.serve import serve_app
 from desk import Desk, DeskOptions, attach_realtime
+from desk.audit import AuditLog
 from desk.conversations import assign as assign_conversation
 from desk.live import LiveDesk
 from desk.media_cache import MediaCache
@@ -64,6 +65,7 @@ class Runtime:
     live: LiveDesk = field(init=False)
     limits: RateLimiter = field(init=False)
     media: MediaCache = field(init=False)
+    audit: AuditLog = field(init=False)
 
     @property
     def emitter(self) -> Fanout:
@@ -88,7 +90,13 @@ class Runtime:
         )
 
     async def assign(
-        self, tenant_id: str, user_id: str, role: str, conversation_id: Any, assignee_id: Any
+        self,
+        tenant_id: str,
+        user_id: str,
+        role: str,
+        conversation_id: Any,
+        assignee_id: Any,
+        expected_version: Any = None,
     ) -> dict[str, Any]:
         """``conversation:assign`` from a socket (``desk.conversations.assign``)."""
         return await assign_conversation(
@@ -101,6 +109,8 @@ class Runtime:
             conversation_id=conversation_id,
             assignee_id=assignee_id,
             evict=self.evict,
+            expected_version=expected_version,
+            audit=self.audit,
         )
 
     def evict(self, conversation: Conversation) -> None:
@@ -203,6 +213,11 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             per_agent=settings.rate_agent,
             per_tenant_api=settings.rate_api,
         )
+        runtime.audit = AuditLog(
+            storage,
+            retention=settings.audit_retention,
+            flush_interval=settings.audit_flush_interval,
+        )
         runtime.metrics = Metrics(runtime)  # its collector reads the parts above
         runtime.media = MediaCache(
             Path(settings.media_directory()), int(settings.media_cache_mb * 1024 * 1024)
@@ -241,6 +256,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             limits=runtime.limits,
             agent_sees=settings.agent_sees,
             assign=runtime.assign,
+            audit=runtime.audit,
         )
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)
@@ -261,6 +277,8 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         await tg.start(runtime.fanout.run)
         await tg.start(runtime.desk.run)
         await tg.start(runtime.live.run)
+        await tg.start(runtime.audit.run)
+        tg.start_soon(runtime.audit.prune_loop)
         tg.start_soon(_prune_limits, runtime.limits)
         api_done = anyio.Event()
 
@@ -307,6 +325,8 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         api_shutdown.set()
         with anyio.move_on_after(5):
             await api_done.wait()
+        # After the API and the sockets stopped: nothing records any more; write what is left.
+        await runtime.audit.aclose()
         tg.cancel_scope.cancel()
     stats = runtime.engine.stats
     log.info(

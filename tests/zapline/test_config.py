@@ -90,3 +90,19 @@ def test_media_settings_and_where_the_media_directory_is() -> None:
     assert (given.media_directory(), given.media_cache_mb) == ("/srv/m", 0.5)
     with pytest.raises(ConfigError, match="ZAPLINE_MEDIA_CACHE_MB"):
         load_settings({"ZAPLINE_ENV": "dev", "ZAPLINE_MEDIA_CACHE_MB": "lots"})
+
+
+def test_audit_retention_is_a_duration_in_days_by_default() -> None:
+    base = {"JWT_SECRET": "s"}
+    assert load_settings(base).audit_retention == 90 * 86400
+    for raw, seconds in (
+        ("30", 30 * 86400),
+        ("12h", 43200),
+        ("45s", 45),
+        ("0", 0),
+        ("1.5d", 129600),
+    ):
+        assert load_settings({**base, "ZAPLINE_AUDIT_RETENTION": raw}).audit_retention == seconds
+    for bad in ("soon", "-1d", "d"):
+        with pytest.raises(ConfigError, match="ZAPLINE_AUDIT_RETENTION"):
+            load_settings({**base, "ZAPLINE_AUDIT_RETENTION": bad})
