@@ -42,6 +42,7 @@ from desk.announce import (
     announce_status,
 )
 from desk.inbox import InboxWriter
+from desk.media_cache import MediaCache
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
 from desk.recovery import recover
@@ -112,6 +113,7 @@ class Desk:
         cloud: CloudApiClient,
         options: DeskOptions,
         metrics: DeskMetrics | None = None,
+        media: MediaCache | None = None,
     ) -> None:
         self.storage = storage
         self.emitter = emitter
@@ -120,7 +122,7 @@ class Desk:
         self.options = options
         self.metrics = metrics
         self.accounts = AccountCache(storage)
-        self.outbound = Outbound(storage, emitter, queue, cloud, metrics)
+        self.outbound = Outbound(storage, emitter, queue, cloud, metrics, media)
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
