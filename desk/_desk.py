@@ -126,9 +126,7 @@ class Desk:
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
-        write = storage.record_inbound_many
-        if metrics is not None:  # the cost ledger's "db_write" stage: one batch's writes
-            write = timed_stage(write, metrics, "db_write")
+        write = timed_stage(storage.record_inbound_many, metrics, "db_write")  # cost ledger
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
             write, name="inbound messages"
         )

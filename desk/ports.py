@@ -64,13 +64,15 @@ class DeskMetrics(Protocol):
 
 
 def timed_stage(
-    call: Callable[P, Awaitable[R]], metrics: DeskMetrics, stage: str
+    call: Callable[P, Awaitable[R]], metrics: DeskMetrics | None, stage: str
 ) -> Callable[P, Awaitable[R]]:
     """Return ``call`` reporting the wall seconds of each await to ``metrics.observe_stage``.
 
     Wall time, not CPU: what it wraps runs in a worker thread (and waits for it). A call that
-    raises is not reported.
+    raises is not reported. Without ``metrics``, ``call`` itself is returned.
     """
+    if metrics is None:
+        return call
 
     async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.monotonic()

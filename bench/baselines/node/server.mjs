@@ -105,7 +105,7 @@ function inbound(io, tenantId, accountId, msg, name) {
     conversation = {
       id: randomUUID(), tenantId, contactId: contact.id, accountId, stage: "new",
       assigneeId: null, lastMessageAt: at, createdAt: at, updatedAt: at, contact,
-      windowExpiresAt: null,
+      windowExpiresAt: null, version: 0,
     };
     conversations.set(key, conversation);
   }
