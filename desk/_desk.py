@@ -44,7 +44,7 @@ from desk.announce import (
 from desk.inbox import InboxWriter
 from desk.media_cache import MediaCache
 from desk.outbound import Outbound
-from desk.ports import DeskMetrics, DeskOptions, Emitter
+from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
 from desk.recovery import recover
 from desk.whatsapp import (
     Change,
@@ -126,8 +126,9 @@ class Desk:
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
+        write = timed_stage(storage.record_inbound_many, metrics, "db_write")  # cost ledger
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
-            storage.record_inbound_many, name="inbound messages"
+            write, name="inbound messages"
         )
         # One lifecycle record per node, so a second node starting is not taken for a crash.
         self.lifecycle_key = f"{LIFECYCLE_KEY}:{options.node}"
