@@ -14,7 +14,9 @@ from quart import Quart
 if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
+    from desk.audit import AuditLog
     from desk.live import LiveDesk
+    from desk.media_cache import MediaCache
     from desk.ratelimit import RateLimiter
     from desk.resume import Resumer
     from engine.jobs import PriorityJobQueue
@@ -80,6 +82,16 @@ class ApiServices(Protocol):
     @property
     def resume(self) -> Resumer:
         """Connection state recovery of this node's sockets (read for its statistics)."""
+        ...
+
+    @property
+    def media(self) -> MediaCache:
+        """Downloaded media (bounded cache) and uploads waiting for their send."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log: ``record(tenant_id, user_id, action, target, details)``."""
         ...
 
     @property

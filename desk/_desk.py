@@ -46,8 +46,9 @@ from desk.announce import (
 )
 from desk.inbox import InboxWriter
 from desk.journal import Journal, announce_card, collect
+from desk.media_cache import MediaCache
 from desk.outbound import Outbound
-from desk.ports import DeskMetrics, DeskOptions, Emitter
+from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
 from desk.recovery import recover
 from desk.whatsapp import (
     Change,
@@ -118,6 +119,7 @@ class Desk:
         cloud: CloudApiClient,
         options: DeskOptions,
         metrics: DeskMetrics | None = None,
+        media: MediaCache | None = None,
         local_emitter: Emitter | None = None,
     ) -> None:
         self.storage = storage
@@ -134,12 +136,13 @@ class Desk:
             storage,
             poll_interval=0.0 if options.single_node else options.event_poll_interval,
         )
-        self.outbound = Outbound(storage, self.journal, queue, cloud, metrics)
+        self.outbound = Outbound(storage, self.journal, queue, cloud, metrics, media)
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
+        write = timed_stage(storage.record_inbound_many, metrics, "db_write")  # cost ledger
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
-            storage.record_inbound_many, name="inbound messages"
+            write, name="inbound messages"
         )
         # One lifecycle record per node, so a second node starting is not taken for a crash.
         self.lifecycle_key = f"{LIFECYCLE_KEY}:{options.node}"

@@ -13,8 +13,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from desk import outbound_media
 from desk.announce import message_events, status_events
 from desk.journal import Journal
+from desk.media_cache import MediaCache
 from desk.ports import DeskMetrics
 from desk.whatsapp import CloudApiClient, CloudApiError
 from engine.jobs import PermanentError, Priority, PriorityJobQueue
@@ -35,8 +37,11 @@ class Outbound:
         queue: PriorityJobQueue,
         cloud: CloudApiClient,
         metrics: DeskMetrics | None = None,
+        media: MediaCache | None = None,
     ) -> None:
         self.storage = storage
+        # Where uploaded files wait for their send (desk.outbound_media); None: no uploads.
+        self.media = media
         self.journal = journal
         self.queue = queue
         self.cloud = cloud
@@ -108,13 +113,17 @@ class Outbound:
             )
             return
         try:
+            # An uploaded file goes to the Cloud API first; the send names its media id.
+            content, metadata = await outbound_media.prepare_send(
+                storage, self.cloud, self.media, message, account
+            )
             result = await self.cloud.send_message(
                 account.phone_number_id,
                 account.access_token,
                 conversation.contact.phone_number,
                 message.type,
-                message.content,
-                message.metadata,
+                content,
+                metadata,
             )
         except CloudApiError as exc:
             self._count("retry" if exc.retryable else "failed")
@@ -131,8 +140,11 @@ class Outbound:
             told[:] = status_events(sent, card)
             return told
 
-        await storage.mark_message_sent(message.id, result.whatsapp_message_id, describe=describe)
+        sent = await storage.mark_message_sent(
+            message.id, result.whatsapp_message_id, describe=describe
+        )
         self.journal.publish(told)
+        await outbound_media.keep_sent_upload(storage, self.media, sent, account.phone_number_id)
 
     async def fail(
         self, message: Message, error: dict[str, Any], conversation: Conversation | None = None
@@ -147,6 +159,7 @@ class Outbound:
 
         await self.storage.mark_message_failed(message.id, error, describe=describe)
         self.journal.publish(told)
+        await outbound_media.discard_upload(self.media, message)
         log.warning("send of message %s failed: %s", message.id, error.get("message"))
 
     def _count(self, result: str) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from desk import logcontext as logs
+from desk.audit import AuditSink
 from desk.auth import AuthError, verify_token
 from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
@@ -31,8 +33,9 @@ ConversationCheck = Callable[[str, str, str, str], Awaitable[bool]]
 # user id -> the name other agents see (None when unknown)
 UserName = Callable[[str], Awaitable[str | None]]
 Handler = Callable[..., Any]
-# (tenant_id, user_id, role, conversation_id, assignee_id) -> the ack of conversation:assign
-Assign = Callable[[str, str, str, Any, Any], Awaitable[dict[str, Any]]]
+# (tenant_id, user_id, role, conversation_id, assignee_id[, expected_version=]) -> the ack
+# of conversation:assign
+Assign = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def attach_realtime(
@@ -46,6 +49,7 @@ def attach_realtime(
     agent_sees: str = "assigned_and_unassigned",
     assign: Assign | None = None,
     resume: Resumer | None = None,
+    audit: AuditSink | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
 
@@ -60,14 +64,28 @@ def attach_realtime(
     client event is rate-limited (``desk.ratelimit``): over the limit it is dropped with
     ``error {code: 'rate_limited', retryAfterMs}`` to that socket, and a socket that keeps
     flooding is disconnected.
+
+    Every client event is served under a request id of its own (``desk.logcontext``), which
+    its log lines and audit rows carry. With ``audit``, a denied join and a disconnect for
+    flooding are recorded there.
     """
 
     def on(event: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
-            server.on(event)(_limited(fn) if limits is not None else fn)
+            server.on(event)(_traced(_limited(fn) if limits is not None else fn))
             return fn
 
         return register
+
+    def _traced(fn: Handler) -> Handler:
+        async def handler(socket: Socket, *args: Any) -> Any:
+            logs.request_id.set(uuid.uuid4().hex)
+            logs.socket_id.set(socket.id)
+            logs.tenant_id.set(socket.data.get("tenantId"))
+            result = fn(socket, *args)
+            return await result if inspect.isawaitable(result) else result
+
+        return handler
 
     def _limited(fn: Handler) -> Handler:
         assert limits is not None
@@ -80,6 +98,14 @@ def attach_realtime(
             retry_ms = max(1, math.ceil(wait * 1000))
             if flood:
                 log.warning("socket %s disconnected for flooding", socket.id)
+                if audit is not None:
+                    audit.record(
+                        socket.data.get("tenantId"),
+                        socket.data.get("userId"),
+                        "rate_limit_disconnect",
+                        f"socket:{socket.id}",
+                        {"retryAfterMs": retry_ms},
+                    )
                 socket.emit("error", {"code": "flooding", "message": "too many events"})
                 socket.disconnect()
                 return None
@@ -93,7 +119,7 @@ def attach_realtime(
         @server.on_any("/")
         async def unknown(socket: Socket, event: str, *args: Any) -> None:
             # Events nobody handles still cost a flooder tokens (and its connection).
-            await _limited(lambda _socket, *_: None)(socket, *args)
+            await _traced(_limited(lambda _socket, *_: None))(socket, *args)
 
         @server.on_disconnect("/")
         def forget(socket: Socket, reason: str) -> None:
@@ -141,6 +167,14 @@ def attach_realtime(
                 socket.data["userId"],
                 conversation_id,
             )
+            if audit is not None:
+                audit.record(
+                    socket.data["tenantId"],
+                    socket.data["userId"],
+                    "join_denied",
+                    f"conversation:{conversation_id}",
+                    {"reason": "conversation not found", "socketId": socket.id},
+                )
             return {"ok": False, "error": "conversation not found"}
         return conversation_id
 
@@ -187,6 +221,7 @@ def attach_realtime(
                 data["role"],
                 body.get("conversationId"),
                 body["assigneeId"],
+                expected_version=body.get("expectedVersion"),
             )
 
     if resume is not None:

@@ -49,6 +49,7 @@ class EngineSession:
         "acks",
         "ack_counter",
         "takes_offsets",
+        "__weakref__",
     )
 
     def __init__(

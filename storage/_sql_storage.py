@@ -21,6 +21,7 @@ from . import _events as ev
 from . import _pending as pending
 from . import _rows as r
 from . import _transactions as tx
+from ._audit import AuditStorage
 from ._base import Storage
 from ._dialect import Dialect
 from ._records import (
@@ -41,6 +42,7 @@ from ._records import (
     Tenant,
     Unset,
     User,
+    VersionConflict,
 )
 from ._steps import Steps, one, rows, run, single
 
@@ -49,7 +51,7 @@ Mode = Literal["read", "transaction", "autocommit"]
 _RANK: Final = c.STATUS_RANK_SQL
 
 
-class SQLStorage(Storage):
+class SQLStorage(AuditStorage, Storage):
     """The shared implementation; subclasses supply ``dialect`` and :meth:`_run`."""
 
     dialect: ClassVar[Dialect]
@@ -282,12 +284,17 @@ class SQLStorage(Storage):
         stage: str | None = None,
         assignee_id: str | None | Unset = UNSET,
         describe: ev.ConversationDescribe | None = None,
+        expected_version: int | None = None,
     ) -> Conversation | None:
         changes: dict[str, Any] = {"updated_at": c.utcnow()}
         if stage is not None:
             changes["stage"] = stage
         if assignee_id is not UNSET:
             changes["assignee_id"] = assignee_id
+        if expected_version is not None:
+            return await self._update_conversation_if(
+                changes, tenant_id, conversation_id, expected_version, describe
+            )
         steps = tx.update_conversation(changes, tenant_id, conversation_id)
         if describe is None:
             row = await self._run(steps, "autocommit")
@@ -299,6 +306,31 @@ class SQLStorage(Storage):
 
             row = await self._run(ev.described(steps, card, changes["updated_at"]))
         return None if row is None else r.conversation(row, self.dialect)
+
+    async def _update_conversation_if(
+        self,
+        changes: dict[str, Any],
+        tenant_id: str,
+        conversation_id: str,
+        expected: int,
+        describe: ev.ConversationDescribe | None = None,
+    ) -> Conversation | None:
+        steps = tx.update_conversation_if(changes, tenant_id, conversation_id, expected)
+        d = self.dialect
+
+        def card(outcome: tuple[r.Row | None, bool]) -> ev.Events:
+            row, updated = outcome
+            if describe is None or row is None or not updated:
+                return []
+            return describe(r.conversation(row, d))
+
+        row, updated = await self._run(ev.described(steps, card, changes["updated_at"]))
+        if row is None:
+            return None
+        conversation = r.conversation(row, self.dialect)
+        if not updated:
+            raise VersionConflict(conversation)
+        return conversation
 
     async def touch_conversation(self, conversation_id: str, at: datetime) -> None:
         when = c.as_utc(at)
