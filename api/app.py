@@ -18,6 +18,7 @@ from api.routes_audit import blueprint as audit
 from api.routes_auth import blueprint as auth
 from api.routes_console import blueprint as console
 from api.routes_conversations import blueprint as conversations
+from api.routes_events import blueprint as events
 from api.routes_health import blueprint as health
 from api.routes_media import MediaAwareRequest
 from api.routes_media import blueprint as media
@@ -45,7 +46,7 @@ def create_app(runtime: ApiServices) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["zapline"] = runtime
 
-    for blueprint in (health, webhooks, auth, conversations, ops, presence, console):
+    for blueprint in (health, webhooks, auth, conversations, ops, presence, console, events):
         app.register_blueprint(blueprint)
     app.register_blueprint(media)
     # Uploads take up to WhatsApp's largest file; every other body keeps the limit above.

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from desk.live import LiveDesk
     from desk.media_cache import MediaCache
     from desk.ratelimit import RateLimiter
+    from desk.resume import Resumer
     from engine.jobs import PriorityJobQueue
     from storage import Conversation, Storage
 
@@ -76,6 +77,11 @@ class ApiServices(Protocol):
     @property
     def limits(self) -> RateLimiter:
         """The rate limits of client events and of the REST API."""
+        ...
+
+    @property
+    def resume(self) -> Resumer:
+        """Connection state recovery of this node's sockets (read for its statistics)."""
         ...
 
     @property

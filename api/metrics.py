@@ -160,6 +160,7 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "zapline_draining", "1 while shutting down", value=1 if self._runtime.draining else 0
         )
+        yield from _event_log(self._runtime)
         yield GaugeMetricFamily(
             "zapline_tasks",
             "Tasks alive in the event loop: flat under steady load, growth is a leak",
@@ -186,6 +187,45 @@ class _RuntimeCollector(Collector):
         for stage, n in sorted(self.stage_passes.items()):
             passes.add_metric([stage], n)
         yield passes
+
+
+def _event_log(runtime: ApiServices) -> Iterator[Metric]:
+    # The durable event log and connection state recovery (desk/journal.py, desk/resume.py).
+    # The registry collects once at registration, before the desk and the resumer exist.
+    try:
+        desk, resumer = runtime.desk, runtime.resume
+    except AttributeError:
+        return
+    journal = desk.journal.statistics()
+    yield CounterMetricFamily(
+        "zapline_event_log_emitted",
+        "Logged events this process emitted to its sockets, in seq order",
+        value=journal["emitted"],
+    )
+    yield CounterMetricFamily(
+        "zapline_event_log_filled",
+        "Logged events emitted from the log to fill a gap (another task, node or process)",
+        value=journal["filled"],
+    )
+    yield CounterMetricFamily(
+        "zapline_event_log_pruned",
+        "Logged events deleted as older than ZAPLINE_EVENT_RETENTION",
+        value=desk.events_pruned,
+    )
+    resume = resumer.statistics()
+    outcomes = CounterMetricFamily(
+        "zapline_recoveries",
+        "Reconnects that named a session, by result (recovered, refused, or the resync reason)",
+        labels=["result"],
+    )
+    for outcome, n in sorted(resume["outcomes"].items()):
+        outcomes.add_metric([outcome], n)
+    yield outcomes
+    yield CounterMetricFamily(
+        "zapline_event_log_replayed",
+        "Logged events replayed to recovered sockets",
+        value=resume["replayed"],
+    )
 
 
 def _running_tasks() -> int:

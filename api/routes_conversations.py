@@ -156,7 +156,7 @@ async def update_conversation(conversation_id: str) -> Any:
     try:
         conversation = await update_conversation_card(
             runtime.storage,
-            runtime.emitter,
+            runtime.desk.journal,
             tenant_id,
             conversation_id,
             stage=stage,

@@ -8,8 +8,10 @@ conversation, so a conversation's messages are processed one at a time, in order
 per status (key: the message id). The inbox row is marked done when all of its jobs finished
 (or went to dead letters), so a crash at any point leaves it pending, and the start-up replay
 processes it again. Every step is idempotent on the WhatsApp message id: a replay stores
-nothing twice. A replayed message that was stored but maybe not announced before the crash is
-announced again (at least once); a webhook that Meta delivers twice is announced once.
+nothing twice and announces nothing twice. Every announcement is described to storage with
+its change (``desk.announce``), logged in the change's transaction with a per-tenant seq, and
+emitted in seq order by ``desk.journal``: what a crash kept from the sockets is in the log,
+where reconnecting clients recover it (``desk.resume``).
 
 Inbound messages finishing together share one database commit (``self.inbound``, a group
 commit) and one socket write per agent (deferred emits, ``engine/_coalesce.py``).
@@ -35,13 +37,15 @@ import orjson
 from desk import housekeeping
 from desk.accounts import AccountCache
 from desk.announce import (
-    announce_contact,
-    announce_conversation,
-    announce_message,
-    announce_message_updated,
-    announce_status,
+    contact_events,
+    conversation_events,
+    is_newest,
+    message_events,
+    message_updated_events,
+    status_events,
 )
 from desk.inbox import InboxWriter
+from desk.journal import Journal, announce_card, collect
 from desk.media_cache import MediaCache
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
@@ -61,6 +65,7 @@ from storage import (
     Conversation,
     InboundRecord,
     InboundResult,
+    LoggedEvent,
     Message,
     MessageChange,
     Storage,
@@ -101,7 +106,8 @@ class Desk:
     Collaborators are explicit: ``storage``, the ``emitter`` every announcement goes through
     (local sockets, and other nodes with a broker), the job ``queue`` (call ``register`` to
     route the desk's job kinds to it), the Cloud API ``cloud`` client, ``options`` and
-    optional ``metrics``.
+    optional ``metrics``. ``local_emitter`` (this node's sockets only) is where logged
+    events go, when there are several nodes (``desk.journal``); default ``emitter``.
     """
 
     def __init__(
@@ -114,6 +120,7 @@ class Desk:
         options: DeskOptions,
         metrics: DeskMetrics | None = None,
         media: MediaCache | None = None,
+        local_emitter: Emitter | None = None,
     ) -> None:
         self.storage = storage
         self.emitter = emitter
@@ -122,7 +129,14 @@ class Desk:
         self.options = options
         self.metrics = metrics
         self.accounts = AccountCache(storage)
-        self.outbound = Outbound(storage, emitter, queue, cloud, metrics, media)
+        # Logged events go to this node's sockets only: every node's journal takes the other
+        # nodes' events from the log (desk/journal.py), so they never cross the broker.
+        self.journal = Journal(
+            local_emitter or emitter,
+            storage,
+            poll_interval=0.0 if options.single_node else options.event_poll_interval,
+        )
+        self.outbound = Outbound(storage, self.journal, queue, cloud, metrics, media)
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
@@ -137,6 +151,7 @@ class Desk:
         self.replaying: set[int] = set()
         self._done_ids: list[int] = []
         self._done_wakeup = anyio.Event()
+        self.events_pruned = 0
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -151,6 +166,7 @@ class Desk:
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run intake, the done-marker and crash recovery until cancelled."""
         async with anyio.create_task_group() as tg:
+            await tg.start(self.journal.run)
             await tg.start(self.intake.run)
             await tg.start(self.inbound.run)
             tg.start_soon(self._mark_done_loop)
@@ -158,6 +174,8 @@ class Desk:
             if self.options.inbox_retention > 0:
                 tg.start_soon(housekeeping.prune_loop, self)
             tg.start_soon(housekeeping.pending_loop, self)
+            if self.options.event_retention > 0:
+                tg.start_soon(housekeeping.prune_events_loop, self)
             previous = await self.storage.get_meta(self.lifecycle_key)
             await self.storage.set_meta(self.lifecycle_key, "running")
             task_status.started()
@@ -301,6 +319,26 @@ class Desk:
             # replay of the notice finds it there instead of recreating the old number).
             moved = await self._change_number(account.tenant_id, msg.wa_id, msg.new_wa_id)
             phone = msg.new_wa_id
+        progress = self._progress.get(inbox_id)
+        on_written = None
+        metrics = self.metrics
+        if metrics is not None and progress is not None and progress.received is not None:
+            on_written = _latency_observer(metrics, progress.received)
+        told: list[LoggedEvent] = []
+
+        def describe(result: InboundResult) -> list[LoggedEvent]:
+            # Called in the commit (maybe twice: a refused batch is retried one by one). A
+            # replayed message is stored already and announced once already: nothing.
+            told.clear()
+            if result.message_created:
+                conversation = result.conversation
+                if result.conversation_created:
+                    told.extend(conversation_events(conversation))
+                told.extend(message_events(conversation, result.message, on_written))
+                if moved:
+                    told.extend(contact_events(conversation))
+            return told
+
         record = InboundRecord(
             tenant_id=account.tenant_id,
             account_id=account.id,
@@ -314,24 +352,14 @@ class Desk:
             error=msg.error,
             # What the business sent from the WhatsApp Business app is ours, already SENT.
             direction="outbound" if msg.echo else "inbound",
+            describe=describe,
         )
         # Group commit: the messages the other workers are storing right now share this
         # commit (they are for other conversations: a conversation's jobs run one at a time).
         result = await self.inbound.submit(record)
-        progress = self._progress.get(inbox_id)
-        replay = progress.replay if progress is not None else False
-        if result.message_created or replay:
-            conversation = result.conversation
-            if result.conversation_created:
-                announce_conversation(self.emitter, conversation)
-            on_written = None
-            metrics = self.metrics
-            if metrics is not None and progress is not None and progress.received is not None:
-                on_written = _latency_observer(metrics, progress.received)
-            latest = await self._latest_message(conversation, result.message)
-            announce_message(self.emitter, conversation, result.message, on_written, latest=latest)
-            if moved:
-                announce_contact(self.emitter, conversation)
+        self.journal.publish(told)
+        if result.message_created and not is_newest(result.conversation, result.message):
+            await announce_card(self.storage, self.journal, result.conversation)
         self._finished(inbox_id)
 
     async def _apply_change(
@@ -340,6 +368,10 @@ class Desk:
         # A reaction, edit or deletion changes its target; it is no message of its own, so
         # it neither moves the card nor counts as new. One that came first is kept by
         # storage and applied when its target is stored.
+        text_changed = change.kind != "reaction"
+        describe, publish = collect(
+            self.journal, lambda m, c: message_updated_events(c, m, text_changed=text_changed)
+        )
         result = await self.storage.apply_message_change(
             MessageChange(
                 tenant_id=tenant_id,
@@ -350,14 +382,12 @@ class Desk:
                 timestamp=msg.timestamp,
                 content=change.content,
                 body=change.body,
-            )
+            ),
+            describe=describe,
         )
-        progress = self._progress.get(inbox_id)
-        replay = progress.replay if progress is not None else False
+        publish()
         if result is None:
             log.debug("%s of %s kept until it arrives", change.kind, change.target)
-        elif result[1] or replay:
-            await self.announce_updated(result[0], text_changed=change.kind != "reaction")
         self._finished(inbox_id)
 
     async def _change_number(self, tenant_id: str, old: str, new: str) -> bool:
@@ -377,31 +407,6 @@ class Desk:
         log.info("contact %s changed number %s -> %s", contact.id, old, new)
         return True
 
-    async def announce_updated(self, message: Message, *, text_changed: bool) -> None:
-        conversation = await self.storage.get_conversation(
-            message.tenant_id, message.conversation_id
-        )
-        if conversation is not None:
-            announce_message_updated(self.emitter, conversation, message, text_changed=text_changed)
-
-    async def _latest_message(self, conversation: Conversation, message: Message) -> Message:
-        """The conversation's newest message: ``message`` unless it arrived out of order.
-
-        WhatsApp does not promise order across webhooks, and a card must never move back in
-        time: an older message is announced, but the card keeps showing the newest one.
-        """
-        newest = conversation.last_message_at
-        if newest is None or message.timestamp >= newest:
-            return message
-        try:
-            page, _ = await self.storage.list_messages(
-                conversation.tenant_id, conversation.id, limit=1
-            )
-        except Exception as exc:  # the message is stored: announce it whatever this read does
-            log.warning("conversation %s: newest message unreadable: %s", conversation.id, exc)
-            return message
-        return page[0] if page else message
-
     # -- statuses ----------------------------------------------------------------------------
 
     async def handle_status(self, payload: tuple[int, StatusUpdate]) -> None:
@@ -414,26 +419,22 @@ class Desk:
         # A status that overtook its message (the send worker has not recorded the id yet,
         # or the message was sent from elsewhere) is kept and applied when the message is:
         # an expected race, not an error to retry.
+        describe, publish = collect(self.journal, status_events)
         result = await self.storage.record_status(
-            account.tenant_id, status.whatsapp_message_id, status.status, error=error
+            account.tenant_id,
+            status.whatsapp_message_id,
+            status.status,
+            error=error,
+            describe=describe,
         )
+        publish()
         if result is None:
             log.debug(
                 "status %s of %s kept until its message is known",
                 status.status,
                 status.whatsapp_message_id,
             )
-        elif result[1]:
-            await self.announce_status(result[0])
         self._finished(inbox_id)
-
-    async def announce_status(self, message: Message) -> None:
-        # A status's audience depends on who its conversation is assigned to.
-        conversation = await self.storage.get_conversation(
-            message.tenant_id, message.conversation_id
-        )
-        if conversation is not None:
-            announce_status(self.emitter, message, conversation)
 
     # -- outbound ----------------------------------------------------------------------------
 

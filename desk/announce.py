@@ -1,9 +1,11 @@
-"""Announcements: the desk's changes as Socket.IO events, to the rooms allowed to see them
-(``desk.permissions.audience``: never to an agent who may not see the conversation).
+"""Announcements: the desk's changes described as logged events, for the rooms allowed to see
+them (``desk.permissions.audience``: never to an agent who may not see the conversation).
 
-Every event goes out through ``emit_many`` deferred to the end of the scheduler turn, so that
-everything announced in one turn (a group commit finishes many messages at once) shares one
-write per recipient: the send call is most of a delivery's cost.
+Pure functions: each returns the :class:`~storage.LoggedEvent` s a change produces. The desk
+hands them to storage as the ``describe`` of the change, so they are numbered and logged in
+the change's transaction, then to ``desk.journal``, which emits them in seq order (deferred to
+the end of the scheduler turn, so everything announced in one turn shares one write per
+recipient).
 """
 
 from __future__ import annotations
@@ -19,62 +21,75 @@ from desk.contract import (
     message_payload,
 )
 from desk.permissions import audience
-from desk.ports import Emitter
 from desk.window import window_expires_at
-from storage import Conversation, Message
+from storage import Conversation, LoggedEvent, Message
 
 __all__ = [
-    "announce_contact",
-    "announce_conversation",
-    "announce_message",
-    "announce_message_updated",
-    "announce_status",
+    "card_events",
+    "is_newest",
+    "contact_events",
+    "conversation_events",
+    "message_events",
+    "message_updated_events",
+    "status_events",
 ]
 
 
-def announce_conversation(emitter: Emitter, conversation: Conversation) -> None:
-    """Emit ``conversation:new`` to those who may see it (a new one: the whole tenant)."""
+def _event(conversation: Conversation, name: str, payload: dict[str, Any]) -> LoggedEvent:
+    return LoggedEvent(conversation.tenant_id, name, audience(conversation), payload)
+
+
+def conversation_events(conversation: Conversation) -> list[LoggedEvent]:
+    """``conversation:new`` for those who may see it (a new one: the whole tenant)."""
     created = {"conversation": conversation_payload(conversation)}
-    emitter.emit_many([("conversation:new", (created,))], to=audience(conversation), defer=True)
+    return [_event(conversation, "conversation:new", created)]
 
 
-def announce_message(
-    emitter: Emitter,
+def message_events(
     conversation: Conversation,
     message: Message,
     on_written: Callable[[], None] | None = None,
-    *,
-    latest: Message | None = None,
-) -> None:
-    """Emit ``message:new`` then ``conversation:updated`` to those who may see the conversation.
+) -> list[LoggedEvent]:
+    """``message:new`` then ``conversation:updated`` for those who may see the conversation.
 
-    Both go out in ONE write per recipient. ``latest`` is the conversation's newest message
-    when it is not ``message`` (an older message arrived late): ``conversation:updated``
-    always carries the card's real state. ``on_written`` runs once every local recipient's
+    ``conversation`` is the card after the message was stored. A message older than the
+    card's newest (WhatsApp does not promise order) gets no ``conversation:updated``: the card
+    never moves back in time, and the caller announces it with its newest message
+    (``card_events``). ``on_written`` (kept in ``extra``) runs once every local recipient's
     socket has them.
     """
-    rooms = audience(conversation)
     new = {
         "conversationId": conversation.id,
         "message": message_payload(message, conversation.contact),
     }
-    last = latest if latest is not None else message
+    events = [_event(conversation, "message:new", new)]
+    if is_newest(conversation, message):
+        events.extend(card_events(conversation, message))
+    if on_written is not None:
+        events[-1].extra["on_written"] = on_written
+    return events
+
+
+def is_newest(conversation: Conversation, message: Message) -> bool:
+    """True unless ``message`` is older than the card's newest message."""
+    newest = conversation.last_message_at
+    return newest is None or message.timestamp >= newest
+
+
+def card_events(conversation: Conversation, latest: Message) -> list[LoggedEvent]:
+    """``conversation:updated`` with the card's real state: ``latest`` is its newest message."""
+    newest = conversation.last_message_at or latest.timestamp
     updated = {
         "conversationId": conversation.id,
-        "lastMessage": last_message_summary(last),
-        "lastMessageAt": iso(max(last.timestamp, conversation.last_message_at or last.timestamp)),
+        "lastMessage": last_message_summary(latest),
+        "lastMessageAt": iso(max(latest.timestamp, newest)),
         "windowExpiresAt": iso(window_expires_at(conversation)),
     }
-    emitter.emit_many(
-        [("message:new", (new,)), ("conversation:updated", (updated,))],
-        to=rooms,
-        defer=True,
-        on_written=on_written,
-    )
+    return [_event(conversation, "conversation:updated", updated)]
 
 
-def announce_status(emitter: Emitter, message: Message, conversation: Conversation) -> None:
-    """Emit ``message:status-update`` to those who may see ``conversation`` (its message's)."""
+def status_events(message: Message, conversation: Conversation) -> list[LoggedEvent]:
+    """``message:status-update`` for those who may see ``conversation`` (its message's)."""
     update = {
         "conversationId": message.conversation_id,
         "messageId": message.id,
@@ -82,25 +97,20 @@ def announce_status(emitter: Emitter, message: Message, conversation: Conversati
         "status": message.status,
         **({"error": message.error} if message.error else {}),
     }
-    emitter.emit_many(
-        [("message:status-update", (update,))],
-        to=audience(conversation),
-        defer=True,
-    )
+    return [_event(conversation, "message:status-update", update)]
 
 
-def announce_message_updated(
-    emitter: Emitter, conversation: Conversation, message: Message, *, text_changed: bool
-) -> None:
-    """Emit ``message:updated`` (an edit, a deletion, a reaction) to those who may see the
+def message_updated_events(
+    conversation: Conversation, message: Message, *, text_changed: bool
+) -> list[LoggedEvent]:
+    """``message:updated`` (an edit, a deletion, a reaction) for those who may see the
     conversation; when the message is the card's newest and ``text_changed``, also a
     ``conversation:updated`` whose ``lastMessage`` shows it (the card does not move)."""
-    rooms = audience(conversation)
     updated = {
         "conversationId": conversation.id,
         "message": message_payload(message, conversation.contact),
     }
-    events: list[tuple[str, tuple[Any, ...]]] = [("message:updated", (updated,))]
+    events = [_event(conversation, "message:updated", updated)]
     newest = conversation.last_message_at
     if text_changed and newest is not None and message.timestamp >= newest:
         card = {
@@ -108,19 +118,14 @@ def announce_message_updated(
             "lastMessage": last_message_summary(message),
             "lastMessageAt": iso(newest),
         }
-        events.append(("conversation:updated", (card,)))
-    emitter.emit_many(events, to=rooms, defer=True)
+        events.append(_event(conversation, "conversation:updated", card))
+    return events
 
 
-def announce_contact(emitter: Emitter, conversation: Conversation) -> None:
-    """Emit ``conversation:updated`` with the card's ``contact`` (the customer changed
-    numbers) to those who may see the conversation."""
+def contact_events(conversation: Conversation) -> list[LoggedEvent]:
+    """``conversation:updated`` with the card's ``contact`` (the customer changed numbers)."""
     updated = {
         "conversationId": conversation.id,
         "contact": contact_payload(conversation.contact),
     }
-    emitter.emit_many(
-        [("conversation:updated", (updated,))],
-        to=audience(conversation),
-        defer=True,
-    )
+    return [_event(conversation, "conversation:updated", updated)]

@@ -1,4 +1,5 @@
-"""Changes agents make to a conversation's card (stage, assignee), stored and announced."""
+"""Changes agents make to a conversation's card (stage, assignee), stored and announced
+(logged with the change, emitted by ``desk.journal``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 from desk.audit import AuditSink
 from desk.contract import conversation_payload, iso, user_room
+from desk.journal import Journal
 from desk.permissions import audience, may_see, union
-from desk.ports import Emitter
-from storage import UNSET, Conversation, Storage, Unset, VersionConflict
+from storage import UNSET, Conversation, LoggedEvent, Storage, Unset, VersionConflict
 
 __all__ = ["assign", "check_version", "update_conversation"]
 
@@ -39,7 +40,7 @@ def _audit_change(
 
 async def update_conversation(
     storage: Storage,
-    emitter: Emitter,
+    journal: Journal,
     tenant_id: str,
     conversation_id: str,
     *,
@@ -69,16 +70,37 @@ async def update_conversation(
         return None
     if expected_version is not None and before.version != expected_version:
         raise VersionConflict(before)
+    told: list[LoggedEvent] = []
+
+    def describe(conversation: Conversation) -> list[LoggedEvent]:
+        told[:] = _card_events(before, conversation, stage, assignee_id, updated_by)
+        return told
+
     conversation = await storage.update_conversation(
         tenant_id,
         conversation_id,
         stage=stage,
         assignee_id=assignee_id,
         expected_version=expected_version,
+        describe=describe,
     )
     if conversation is None:
         return None
+    journal.publish(told)
     _audit_change(audit, before, conversation, updated_by)
+    reassigned = before.assignee_id != conversation.assignee_id
+    if evict is not None and reassigned:
+        evict(conversation)
+    return conversation
+
+
+def _card_events(
+    before: Conversation,
+    conversation: Conversation,
+    stage: str | None,
+    assignee_id: str | None | Unset,
+    updated_by: str | None,
+) -> list[LoggedEvent]:
     updates: dict[str, Any] = {}
     if stage is not None:
         updates["stage"] = conversation.stage
@@ -92,22 +114,20 @@ async def update_conversation(
     }
     if updated_by is not None:
         event["updatedBy"] = updated_by
-    emitter.emit("conversation:updated", event, to=union(audience(before), audience(conversation)))
+    tenant = conversation.tenant_id
+    rooms = union(audience(before), audience(conversation))
+    events = [LoggedEvent(tenant, "conversation:updated", rooms, event)]
     reassigned = before.assignee_id != conversation.assignee_id
     if reassigned and conversation.assignee_id not in (None, updated_by):
-        emitter.emit(
-            "conversation:assigned",
-            {"conversation": conversation_payload(conversation), "by": updated_by},
-            to=user_room(conversation.assignee_id),
-        )
-    if evict is not None and reassigned:
-        evict(conversation)
-    return conversation
+        assigned = {"conversation": conversation_payload(conversation), "by": updated_by}
+        room = user_room(conversation.assignee_id)
+        events.append(LoggedEvent(tenant, "conversation:assigned", [room], assigned))
+    return events
 
 
 async def assign(
     storage: Storage,
-    emitter: Emitter,
+    journal: Journal,
     *,
     tenant_id: str,
     user_id: str,
@@ -150,7 +170,7 @@ async def assign(
     try:
         card = await update_conversation(
             storage,
-            emitter,
+            journal,
             tenant_id,
             conversation_id,
             assignee_id=assignee_id,

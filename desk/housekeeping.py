@@ -1,4 +1,5 @@
-"""The desk's background passes: the inbox sweep, inbox pruning, kept statuses and changes.
+"""The desk's background passes: the inbox sweep, inbox pruning, kept statuses and changes,
+and the event log's retention.
 
 Each runs in the desk's task group for as long as the desk runs, and a failed pass (storage
 away) is logged and tried again at the next one; none of them is on the path of a webhook.
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
+from desk.announce import message_updated_events, status_events
+from desk.journal import collect
 from desk.recovery import replay_inbox
 
 if TYPE_CHECKING:
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "pending_loop",
+    "prune_events",
+    "prune_events_loop",
     "prune_inbox",
     "prune_loop",
     "settle_pending",
@@ -115,10 +120,14 @@ async def settle_pending(desk: Desk) -> None:
     """Apply the statuses and changes kept for messages that are known now (announcing
     them), and expire those older than their TTL. Raises what storage raises."""
     storage = desk.storage
-    for message in await storage.apply_pending_statuses():
-        await desk.announce_status(message)
-    for message in await storage.apply_pending_changes():
-        await desk.announce_updated(message, text_changed=True)
+    describe, publish = collect(desk.journal, status_events)
+    await storage.apply_pending_statuses(describe=describe)
+    publish()
+    describe, publish = collect(
+        desk.journal, lambda m, c: message_updated_events(c, m, text_changed=True)
+    )
+    await storage.apply_pending_changes(describe=describe)
+    publish()
     now = datetime.now(UTC)
     ttl = desk.options.pending_status_ttl
     for tenant_id, wamid, status in await storage.expire_pending_statuses(
@@ -143,3 +152,35 @@ async def settle_pending(desk: Desk) -> None:
             ttl,
             extra={"tenant": tenant_id},
         )
+
+
+async def prune_events_loop(desk: Desk) -> None:
+    """Delete logged events (and recovery sessions) older than ``event_retention`` now and
+    then, until cancelled."""
+    retention = desk.options.event_retention
+    interval = max(0.05, min(retention / 10, 60.0))
+    while True:
+        await anyio.sleep(interval)
+        try:
+            pruned = await prune_events(desk, older_than=retention)
+        except Exception as exc:
+            log.warning("event log pruning failed (next in %.0f s): %s", interval, exc)
+            continue
+        if pruned:
+            log.info("event log: %d events older than %.0f s pruned", pruned, retention)
+
+
+async def prune_events(desk: Desk, *, older_than: float) -> int:
+    """Delete, in batches, the events logged more than ``older_than`` s ago and the recovery
+    sessions not saved for as long; return how many events. Raises what storage raises."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+    total = 0
+    while True:
+        deleted = await desk.storage.prune_events(created_before=cutoff, limit=PRUNE_BATCH)
+        total += deleted
+        desk.events_pruned += deleted
+        if deleted < PRUNE_BATCH:
+            break
+        await anyio.lowlevel.checkpoint()
+    await desk.storage.prune_recovery_sessions(updated_before=cutoff)
+    return total

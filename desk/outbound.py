@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from desk import outbound_media
-from desk.announce import announce_message, announce_status
+from desk.announce import message_events, status_events
+from desk.journal import Journal
 from desk.media_cache import MediaCache
-from desk.ports import DeskMetrics, Emitter
+from desk.ports import DeskMetrics
 from desk.whatsapp import CloudApiClient, CloudApiError
 from engine.jobs import PermanentError, Priority, PriorityJobQueue
-from storage import Conversation, Message, Storage
+from storage import Conversation, LoggedEvent, Message, Storage
 
 __all__ = ["Outbound"]
 
@@ -32,7 +33,7 @@ class Outbound:
     def __init__(
         self,
         storage: Storage,
-        emitter: Emitter,
+        journal: Journal,
         queue: PriorityJobQueue,
         cloud: CloudApiClient,
         metrics: DeskMetrics | None = None,
@@ -41,7 +42,7 @@ class Outbound:
         self.storage = storage
         # Where uploaded files wait for their send (desk.outbound_media); None: no uploads.
         self.media = media
-        self.emitter = emitter
+        self.journal = journal
         self.queue = queue
         self.cloud = cloud
         self.metrics = metrics
@@ -61,6 +62,12 @@ class Outbound:
         Raises what storage raises; QueueClosed while draining.
         """
         now = datetime.now(UTC)
+        told: list[LoggedEvent] = []
+
+        def describe(message: Message, card: Conversation) -> list[LoggedEvent]:
+            told[:] = message_events(card, message)
+            return told
+
         message, _ = await self.storage.insert_message(
             tenant_id=conversation.tenant_id,
             conversation_id=conversation.id,
@@ -71,20 +78,17 @@ class Outbound:
             metadata={**metadata, "sentBy": user_id},
             status="PENDING",
             timestamp=now,
+            describe=describe,
         )
+        self.journal.publish(told)
         await self.storage.touch_conversation(conversation.id, now)
-        await self.queue_send(conversation, message)
-        return message
-
-    async def queue_send(self, conversation: Conversation, message: Message) -> None:
-        """Announce a new PENDING outbound message and queue its delivery."""
-        announce_message(self.emitter, conversation, message)
         await self.queue.put(
             "send",
             (message.tenant_id, message.id),
             key=f"c:{conversation.id}",
             priority=Priority.MESSAGE,
         )
+        return message
 
     async def handle_send(self, payload: tuple[str, str]) -> None:
         """Deliver one outbound message through the Cloud API (a ``send`` job).
@@ -130,24 +134,33 @@ class Outbound:
             )
             return
         self._count("sent")
-        sent = await storage.mark_message_sent(message.id, result.whatsapp_message_id)
-        announce_status(self.emitter, sent, conversation)
+        told: list[LoggedEvent] = []
+
+        def describe(sent: Message, card: Conversation) -> list[LoggedEvent]:
+            told[:] = status_events(sent, card)
+            return told
+
+        sent = await storage.mark_message_sent(
+            message.id, result.whatsapp_message_id, describe=describe
+        )
+        self.journal.publish(told)
         await outbound_media.keep_sent_upload(storage, self.media, sent, account.phone_number_id)
 
     async def fail(
         self, message: Message, error: dict[str, Any], conversation: Conversation | None = None
     ) -> None:
-        """Record a send as FAILED with ``error`` and announce it (to ``conversation``'s
-        audience, read from storage when not given)."""
-        failed = await self.storage.mark_message_failed(message.id, error)
+        """Record a send as FAILED with ``error`` and announce it (to its conversation's
+        audience as it is then; ``conversation`` is not needed any more)."""
+        told: list[LoggedEvent] = []
+
+        def describe(failed: Message, card: Conversation) -> list[LoggedEvent]:
+            told[:] = status_events(failed, card)
+            return told
+
+        await self.storage.mark_message_failed(message.id, error, describe=describe)
+        self.journal.publish(told)
         await outbound_media.discard_upload(self.media, message)
         log.warning("send of message %s failed: %s", message.id, error.get("message"))
-        if conversation is None:
-            conversation = await self.storage.get_conversation(
-                message.tenant_id, message.conversation_id
-            )
-        if conversation is not None:
-            announce_status(self.emitter, failed, conversation)
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:

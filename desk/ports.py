@@ -42,8 +42,12 @@ class Emitter(Protocol):
         namespace: str = "/",
         defer: bool = False,
         on_written: Callable[[], None] | None = None,
+        offsets: Sequence[str | None] | None = None,
     ) -> int:
-        """Emit several events in one write per socket (``defer``: at the end of the turn)."""
+        """Emit several events in one write per socket (``defer``: at the end of the turn).
+
+        ``offsets``: one per event, appended as the last argument for the sockets that take
+        offsets (connection state recovery; ``desk.journal``)."""
         ...
 
 
@@ -89,7 +93,10 @@ class DeskOptions:
 
     node: str  # this node's name in the lifecycle record that tells a crash from a clean stop
     recovery_grace: float = 5.0
-    recovery_window: float = 10.0
+    # Seconds a disconnected socket's session (its conversation rooms) is kept in memory.
+    recovery_window: float = 120.0
+    # Seconds logged events are kept (the durable recovery window); 0: forever.
+    event_retention: float = 86400.0
     inbox_sweep_interval: float = 30.0
     inbox_retention: float = 86400.0  # seconds finished inbox rows are kept; 0: forever
     # Seconds a status for a message not (yet) stored is kept before it is forgotten.
@@ -98,3 +105,5 @@ class DeskOptions:
     pending_change_ttl: float = 86400.0
     # With several nodes, another node's PENDING sends are its own: not re-sent from here.
     single_node: bool = True
+    # With several nodes: seconds between two polls of the log for the others' events.
+    event_poll_interval: float = 0.05

@@ -1,13 +1,13 @@
 """Crash recovery at start-up: what a dead or stopped process left unfinished.
 
-Three things, all after ``ZAPLINE_RECOVERY_GRACE`` (the agents' browsers lost their sockets
-with the old process; announcements made before they reconnect reach no one):
+Two things, after ``ZAPLINE_RECOVERY_GRACE`` (the agents' browsers reconnect meanwhile):
 
-- after a crash, the messages stored in the last ``ZAPLINE_RECOVERY_WINDOW`` seconds are
-  announced again: what was announced just before it may have died in an outbox (at least
-  once: a client may see one twice);
-- inbox rows still pending are queued again (every step is idempotent on the WhatsApp id);
+- inbox rows still pending are queued again (every step is idempotent on the WhatsApp id,
+  and what is stored already is not announced again);
 - outbound messages still PENDING are sent (single node only, see ``resend_pending``).
+
+Nothing is announced again: what the old process announced, or meant to, is in the event
+log, and a client that reconnects is sent what it missed from there (``desk.resume``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from desk.announce import announce_message
 from desk.whatsapp import load_json
 from engine.jobs import Priority
-from storage import Conversation, InboxItem
+from storage import InboxItem
 
 if TYPE_CHECKING:
     from desk._desk import Desk
@@ -45,9 +44,6 @@ async def recover(desk: Desk, crashed: bool) -> None:
         options.recovery_grace,
     )
     await anyio.sleep(options.recovery_grace)
-    if crashed:
-        count = await reannounce_recent(desk, options.recovery_window)
-        log.info("re-announced %d messages stored just before the crash", count)
     replayed = await replay_inbox(desk)
     if replayed:
         log.info("replaying %d unprocessed inbox rows", replayed)
@@ -81,21 +77,6 @@ async def resend_pending(desk: Desk) -> int:
     return len(messages)
 
 
-async def reannounce_recent(desk: Desk, window_seconds: float) -> int:
-    """Announce again the messages stored within ``window_seconds`` of the newest one."""
-    messages = await desk.storage.recent_messages(window_seconds=window_seconds)
-    conversations: dict[str, Conversation | None] = {}
-    for message in messages:
-        if message.conversation_id not in conversations:
-            conversations[message.conversation_id] = await desk.storage.get_conversation(
-                message.tenant_id, message.conversation_id
-            )
-        conversation = conversations[message.conversation_id]
-        if conversation is not None:
-            announce_message(desk.emitter, conversation, message)
-    return len(messages)
-
-
 async def replay_inbox(
     desk: Desk,
     *,
@@ -104,8 +85,8 @@ async def replay_inbox(
 ) -> int:
     """Queue every pending inbox row again (after a crash or restart); return how many.
 
-    ``replay`` says whether messages already stored are announced again (after a crash:
-    what was announced may have died with the process). ``skip`` leaves rows out.
+    ``replay`` marks the rows as replayed (logged); nothing stored already is announced
+    again. ``skip`` leaves rows out.
     """
     count = 0
     after = 0

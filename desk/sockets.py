@@ -2,7 +2,8 @@
 
 Wire contract (DESIGN.md): handshake ``auth: {token}``; a bad token gets CONNECT_ERROR with a
 clear message; on connect the socket joins ``tenant:{tenantId}`` and ``user:{userId}``;
-``conversation:join`` / ``conversation:leave`` are checked against the user's tenant.
+``conversation:join`` / ``conversation:leave`` are checked against the user's tenant. With a
+``desk.resume.Resumer``, connects get a recovery pid and reconnects their missed events.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
 from desk.permissions import may_see, sees_everything, supervisors_room
 from desk.ratelimit import RateLimiter
+from desk.resume import Resumer
 from engine import ConnectionRefused, Socket, SocketServer
 from storage import Conversation
 
@@ -46,9 +48,13 @@ def attach_realtime(
     limits: RateLimiter | None = None,
     agent_sees: str = "assigned_and_unassigned",
     assign: Assign | None = None,
+    resume: Resumer | None = None,
     audit: AuditSink | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
+
+    With ``resume``, every connect goes through ``Resumer.connect`` (connection state
+    recovery from the event log, ``desk.resume``).
 
     ``conversation_visible`` decides every ``conversation:join`` (``desk.permissions``);
     sockets that see every conversation of their tenant also join ``tenant:{id}:all``.
@@ -131,10 +137,17 @@ def attach_realtime(
         socket.data["userId"] = claims.user_id
         socket.data["tenantId"] = claims.tenant_id
         socket.data["role"] = claims.role
-        socket.join(tenant_room(claims.tenant_id))
-        socket.join(user_room(claims.user_id))
+        rooms = [tenant_room(claims.tenant_id), user_room(claims.user_id)]
         if sees_everything(claims.role, agent_sees):
-            socket.join(supervisors_room(claims.tenant_id))
+            rooms.append(supervisors_room(claims.tenant_id))
+        if resume is None:
+            for room in rooms:
+                socket.join(room)
+        else:
+            auth_data = auth if isinstance(auth, dict) else None
+            await resume.connect(
+                socket, claims.tenant_id, claims.user_id, claims.role, rooms, auth_data
+            )
         if live is not None:
             live.connected(socket.id, claims.tenant_id, claims.user_id)
 
@@ -171,6 +184,8 @@ def attach_realtime(
         if isinstance(checked, dict):
             return checked
         socket.join(conversation_room(checked))
+        if resume is not None:
+            resume.joined(socket, conversation_room(checked))
         if live is not None:
             # Names are looked up when first shown (to the other viewers), not at connect:
             # a connect stays free of storage reads.
@@ -187,6 +202,8 @@ def attach_realtime(
         if not isinstance(conversation_id, str):
             return {"ok": False, "error": "conversation id required"}
         socket.leave(conversation_room(conversation_id))
+        if resume is not None:
+            resume.left(socket, conversation_room(conversation_id))
         if live is not None:
             live.left(socket.id, conversation_id)
         return {"ok": True}
@@ -206,6 +223,12 @@ def attach_realtime(
                 body["assigneeId"],
                 expected_version=body.get("expectedVersion"),
             )
+
+    if resume is not None:
+
+        @server.on_disconnect("/")
+        def ended(socket: Socket, reason: str) -> None:
+            resume.disconnected(socket)
 
     if live is None:
         return

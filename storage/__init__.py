@@ -21,6 +21,7 @@ from typing import Final
 from ._audit import AuditEntry, AuditRecord
 from ._base import Storage
 from ._common import redact_url
+from ._events import LoggedEvent
 from ._records import (
     UNSET,
     Account,
@@ -55,6 +56,7 @@ __all__ = [
     "InboundRecord",
     "InboundResult",
     "InboxItem",
+    "LoggedEvent",
     "Message",
     "MessageChange",
     "NotFound",

@@ -47,6 +47,7 @@ from typing import Any
 
 import anyio
 
+from . import _events as ev
 from ._audit import AuditEntry, AuditRecord
 from ._records import (
     UNSET,
@@ -283,6 +284,7 @@ class Storage(ABC):
         *,
         stage: str | None = None,
         assignee_id: str | None | Unset = UNSET,
+        describe: ev.ConversationDescribe | None = None,
         expected_version: int | None = None,
     ) -> Conversation | None:
         """Change the stage and/or assignee; return the updated conversation.
@@ -320,6 +322,7 @@ class Storage(ABC):
         status: str,
         timestamp: datetime,
         whatsapp_message_id: str | None = None,
+        describe: ev.MessageDescribe | None = None,
     ) -> tuple[Message, bool]:
         """Store a message and return it with True; idempotent on the WhatsApp id.
 
@@ -344,6 +347,7 @@ class Storage(ABC):
         timestamp: datetime,
         error: dict[str, Any] | None = None,
         direction: str = "inbound",
+        describe: ev.InboundDescribe | None = None,
     ) -> InboundResult:
         """Store one inbound WhatsApp message in ONE transaction; return what was done.
 
@@ -395,6 +399,7 @@ class Storage(ABC):
                     timestamp=record.timestamp,
                     error=record.error,
                     direction=record.direction,
+                    describe=record.describe,
                 )
             except Exception as exc:  # kept, so one record cannot cancel the others
                 results[index] = exc
@@ -457,6 +462,7 @@ class Storage(ABC):
         status: str,
         *,
         error: dict[str, Any] | None = None,
+        describe: ev.MessageDescribe | None = None,
     ) -> tuple[Message, bool] | None:
         """Apply a status report as ``update_message_status`` does, or keep it for later.
 
@@ -471,7 +477,9 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    async def apply_pending_statuses(self, *, limit: int = 500) -> list[Message]:
+    async def apply_pending_statuses(
+        self, *, limit: int = 500, describe: ev.MessageDescribe | None = None
+    ) -> list[Message]:
         """Apply up to ``limit`` kept statuses whose message is known now; return the messages
         whose status changed. Each kept status is applied once (monotonic) and forgotten."""
 
@@ -481,7 +489,9 @@ class Storage(ABC):
         whatsapp_message_id, status)."""
 
     @abstractmethod
-    async def apply_message_change(self, change: MessageChange) -> tuple[Message, bool] | None:
+    async def apply_message_change(
+        self, change: MessageChange, *, describe: ev.MessageDescribe | None = None
+    ) -> tuple[Message, bool] | None:
         """Apply an edit, deletion for everyone or reaction to the tenant's message whose
         WhatsApp id is ``change.target_id``; return (message, changed).
 
@@ -497,7 +507,9 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    async def apply_pending_changes(self, *, limit: int = 500) -> list[Message]:
+    async def apply_pending_changes(
+        self, *, limit: int = 500, describe: ev.MessageDescribe | None = None
+    ) -> list[Message]:
         """Apply the kept changes whose target is stored by now (up to ``limit`` targets);
         return the messages they changed."""
 
@@ -507,7 +519,13 @@ class Storage(ABC):
         whatsapp_message_id, kind, target id)."""
 
     @abstractmethod
-    async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
+    async def mark_message_sent(
+        self,
+        message_id: str,
+        whatsapp_message_id: str,
+        *,
+        describe: ev.MessageDescribe | None = None,
+    ) -> Message:
         """Record the WhatsApp id of a sent message; status becomes SENT unless further.
 
         A status kept for this id (``record_status``) is applied in the same transaction,
@@ -517,7 +535,13 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
+    async def mark_message_failed(
+        self,
+        message_id: str,
+        error: dict[str, Any],
+        *,
+        describe: ev.MessageDescribe | None = None,
+    ) -> Message:
         """Set status FAILED with ``error`` (unless already FAILED); return the message.
 
         Raises NotFound for an unknown message.
@@ -562,6 +586,53 @@ class Storage(ABC):
     @abstractmethod
     async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""
+
+    # -- the event log ----------------------------------------------------------------------
+    # Every mutating method above that takes ``describe`` calls it inside its transaction
+    # after the change (only when something changed, unless it says otherwise) and logs the
+    # events it returns with consecutive per-tenant seqs, setting their ``seq`` and
+    # ``created_at``: the events are committed if and only if the change is, and a tenant's
+    # commits become visible in seq order (storage/_events.py).
+
+    @abstractmethod
+    async def log_events(self, events: Sequence[ev.LoggedEvent]) -> None:
+        """Log ``events`` on their own (no change goes with them), numbered as ``describe``
+        numbers them; sets their ``seq`` and ``created_at``."""
+
+    @abstractmethod
+    async def events_after(
+        self, tenant_id: str, after: int, *, limit: int = 500
+    ) -> list[ev.LoggedEvent]:
+        """The tenant's logged events with a seq above ``after``, oldest first, at most
+        ``limit``. Raises ValueError for a bad limit."""
+
+    @abstractmethod
+    async def event_high_seqs(self, tenant_id: str | None = None) -> dict[str, int]:
+        """The last seq handed out, per tenant (only ``tenant_id``'s when given; a tenant
+        that never logged anything is absent)."""
+
+    @abstractmethod
+    async def event_oldest_seq(self, tenant_id: str) -> int | None:
+        """The tenant's oldest retained seq, or None when its log is empty."""
+
+    @abstractmethod
+    async def prune_events(self, *, created_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` of the oldest events logged before ``created_before``;
+        return how many. The per-tenant counters are kept (seqs never repeat)."""
+
+    @abstractmethod
+    async def save_recovery_sessions(
+        self, sessions: Sequence[tuple[str, str, str, Sequence[str]]]
+    ) -> None:
+        """Upsert (pid, tenant_id, user_id, rooms) recovery sessions, in one transaction."""
+
+    @abstractmethod
+    async def get_recovery_session(self, pid: str) -> tuple[str, str, list[str]] | None:
+        """(tenant_id, user_id, rooms) saved for ``pid``, or None."""
+
+    @abstractmethod
+    async def prune_recovery_sessions(self, *, updated_before: datetime) -> int:
+        """Delete the sessions last saved before ``updated_before``; return how many."""
 
     # -- audit log -------------------------------------------------------------------------
 

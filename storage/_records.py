@@ -10,7 +10,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._events import LoggedEvent
 
 ROLES: Final = frozenset({"admin", "agent", "ops"})
 DIRECTIONS: Final = frozenset({"inbound", "outbound"})
@@ -231,6 +236,11 @@ class InboundRecord:
     direction: str = "inbound"
     """"outbound" for an echo of what the business sent from the WhatsApp Business app:
     stored SENT, and it does not open the customer service window."""
+    describe: Callable[[InboundResult], Sequence[LoggedEvent]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Called in the record's transaction with its result: the events to log with it
+    (``storage/_events.py``). None: nothing is logged."""
 
 
 @dataclass(frozen=True, slots=True)

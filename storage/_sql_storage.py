@@ -17,6 +17,7 @@ import anyio.to_thread
 
 from . import _changes as changes
 from . import _common as c
+from . import _events as ev
 from . import _pending as pending
 from . import _rows as r
 from . import _transactions as tx
@@ -43,7 +44,7 @@ from ._records import (
     User,
     VersionConflict,
 )
-from ._steps import Steps, one, rows, single
+from ._steps import Steps, one, rows, run, single
 
 T = TypeVar("T")
 Mode = Literal["read", "transaction", "autocommit"]
@@ -282,6 +283,7 @@ class SQLStorage(AuditStorage, Storage):
         *,
         stage: str | None = None,
         assignee_id: str | None | Unset = UNSET,
+        describe: ev.ConversationDescribe | None = None,
         expected_version: int | None = None,
     ) -> Conversation | None:
         changes: dict[str, Any] = {"updated_at": c.utcnow()}
@@ -291,17 +293,38 @@ class SQLStorage(AuditStorage, Storage):
             changes["assignee_id"] = assignee_id
         if expected_version is not None:
             return await self._update_conversation_if(
-                changes, tenant_id, conversation_id, expected_version
+                changes, tenant_id, conversation_id, expected_version, describe
             )
         steps = tx.update_conversation(changes, tenant_id, conversation_id)
-        row = await self._run(steps, "autocommit")
+        if describe is None:
+            row = await self._run(steps, "autocommit")
+        else:
+            d, told = self.dialect, describe
+
+            def card(row: r.Row | None) -> ev.Events:
+                return [] if row is None else told(r.conversation(row, d))
+
+            row = await self._run(ev.described(steps, card, changes["updated_at"]))
         return None if row is None else r.conversation(row, self.dialect)
 
     async def _update_conversation_if(
-        self, changes: dict[str, Any], tenant_id: str, conversation_id: str, expected: int
+        self,
+        changes: dict[str, Any],
+        tenant_id: str,
+        conversation_id: str,
+        expected: int,
+        describe: ev.ConversationDescribe | None = None,
     ) -> Conversation | None:
         steps = tx.update_conversation_if(changes, tenant_id, conversation_id, expected)
-        row, updated = await self._run(steps)
+        d = self.dialect
+
+        def card(outcome: tuple[r.Row | None, bool]) -> ev.Events:
+            row, updated = outcome
+            if describe is None or row is None or not updated:
+                return []
+            return describe(r.conversation(row, d))
+
+        row, updated = await self._run(ev.described(steps, card, changes["updated_at"]))
         if row is None:
             return None
         conversation = r.conversation(row, self.dialect)
@@ -328,13 +351,16 @@ class SQLStorage(AuditStorage, Storage):
         status: str,
         timestamp: datetime,
         whatsapp_message_id: str | None = None,
+        describe: ev.MessageDescribe | None = None,
     ) -> tuple[Message, bool]:
         c.check_message(direction, status)
         keys = (c.new_id(), tenant_id, conversation_id, contact_id, whatsapp_message_id)
         body = (direction, type, content, metadata, status, None)
         values = (*keys, *body, c.as_utc(timestamp), c.utcnow())
-        row, created = await self._run(tx.write_message(values), "autocommit")
-        return r.message(row, self.dialect), created
+        steps = ev.message_described(tx.write_message(values), describe, values[-1], self.dialect)
+        outcome = await self._run(steps, "autocommit" if describe is None else "transaction")
+        assert outcome is not None  # write_message always finds its row
+        return r.message(outcome[0], self.dialect), outcome[1]
 
     async def record_inbound(
         self,
@@ -350,6 +376,7 @@ class SQLStorage(AuditStorage, Storage):
         timestamp: datetime,
         error: dict[str, Any] | None = None,
         direction: str = "inbound",
+        describe: ev.InboundDescribe | None = None,
     ) -> InboundResult:
         record = InboundRecord(
             tenant_id,
@@ -363,8 +390,10 @@ class SQLStorage(AuditStorage, Storage):
             timestamp,
             error,
             direction,
+            describe,
         )
-        return await self._run(self._inbound(record, c.utcnow()))
+        now = c.utcnow()
+        return await self._run(ev.described(self._inbound(record, now), describe, now))
 
     def _inbound(self, record: InboundRecord, now: datetime) -> Steps[InboundResult]:
         """The steps of one inbound record (an implementation may have its own)."""
@@ -376,6 +405,12 @@ class SQLStorage(AuditStorage, Storage):
         results = []
         for record in records:
             results.append((yield from self._inbound(record, now)))
+        # The batch's events in one numbering and one INSERT per chunk.
+        events: list[ev.LoggedEvent] = []
+        for record, result in zip(records, results, strict=True):
+            if record.describe is not None:
+                events.extend(record.describe(result))
+        yield from ev.log(events, now)
         return results
 
     async def record_inbound_many(
@@ -395,7 +430,8 @@ class SQLStorage(AuditStorage, Storage):
         results: list[InboundResult | StorageError] = []
         for record in records:
             try:
-                results.append(await self._run(self._inbound(record, now)))
+                steps = ev.described(self._inbound(record, now), record.describe, now)
+                results.append(await self._run(steps))
             except StorageUnavailable:
                 raise
             except StorageError as exc:
@@ -449,13 +485,19 @@ class SQLStorage(AuditStorage, Storage):
         status: str,
         *,
         error: dict[str, Any] | None = None,
+        describe: ev.MessageDescribe | None = None,
     ) -> tuple[Message, bool] | None:
+        now = c.utcnow()
         applied = self._status_steps(tenant_id, whatsapp_message_id, status, error)
-        steps = pending.or_keep(applied, tenant_id, whatsapp_message_id, status, error, c.utcnow())
+        steps = pending.or_keep(applied, tenant_id, whatsapp_message_id, status, error, now)
         # Autocommit (no BEGIN/COMMIT round trips on PostgreSQL for every status): each
         # statement is atomic, and a message that gets its id between the lookup and the
-        # keep is caught by apply_pending_statuses, as the READ COMMITTED race is.
-        return self._message_and_flag(await self._run(steps, "autocommit"))
+        # keep is caught by apply_pending_statuses, as the READ COMMITTED race is. With
+        # events to log, one transaction: the event and its change commit together.
+        if describe is None:
+            return self._message_and_flag(await self._run(steps, "autocommit"))
+        logged = ev.message_described(steps, describe, now, self.dialect)
+        return self._message_and_flag(await self._run(logged))
 
     def _status_steps(
         self, tenant_id: str, whatsapp_message_id: str, status: str, error: dict[str, Any] | None
@@ -470,7 +512,13 @@ class SQLStorage(AuditStorage, Storage):
             key,
         )
 
-    async def mark_message_sent(self, message_id: str, whatsapp_message_id: str) -> Message:
+    async def mark_message_sent(
+        self,
+        message_id: str,
+        whatsapp_message_id: str,
+        *,
+        describe: ev.MessageDescribe | None = None,
+    ) -> Message:
         # The status webhook may have overtaken this: apply what was kept for the id, in the
         # same transaction (``_pending.py``).
         applied = tx.set_status(
@@ -480,25 +528,38 @@ class SQLStorage(AuditStorage, Storage):
             "id = ?",
             (message_id,),
         )
-        result = self._message_and_flag(await self._run(pending.then_take(applied)))
+        steps = ev.message_described(
+            pending.then_take(applied), describe, c.utcnow(), self.dialect, always=True
+        )
+        result = self._message_and_flag(await self._run(steps))
         if result is None:
             raise NotFound(f"no message {message_id!r}")
         return result[0]
 
-    async def apply_pending_statuses(self, *, limit: int = 500) -> list[Message]:
-        found = await self._run(pending.apply_pending(c.check_limit(limit)))
+    async def apply_pending_statuses(
+        self, *, limit: int = 500, describe: ev.MessageDescribe | None = None
+    ) -> list[Message]:
+        steps = pending.apply_pending(c.check_limit(limit))
+        found = await self._run(ev.rows_described(steps, describe, c.utcnow(), self.dialect))
         return [r.message(row, self.dialect) for row in found]
 
     async def expire_pending_statuses(self, before: datetime) -> list[tuple[str, str, str]]:
         found = await self._run(pending.expire_pending(c.as_utc(before)), "autocommit")
         return [(str(row[0]), str(row[1]), str(row[2])) for row in found]
 
-    async def apply_message_change(self, change: MessageChange) -> tuple[Message, bool] | None:
-        steps = changes.apply(change, c.utcnow(), self.dialect)
-        return self._message_and_flag(await self._run(steps))
+    async def apply_message_change(
+        self, change: MessageChange, *, describe: ev.MessageDescribe | None = None
+    ) -> tuple[Message, bool] | None:
+        now = c.utcnow()
+        steps = changes.apply(change, now, self.dialect)
+        logged = ev.message_described(steps, describe, now, self.dialect)
+        return self._message_and_flag(await self._run(logged))
 
-    async def apply_pending_changes(self, *, limit: int = 500) -> list[Message]:
-        found = await self._run(changes.apply_pending(c.check_limit(limit), self.dialect))
+    async def apply_pending_changes(
+        self, *, limit: int = 500, describe: ev.MessageDescribe | None = None
+    ) -> list[Message]:
+        steps = changes.apply_pending(c.check_limit(limit), self.dialect)
+        found = await self._run(ev.rows_described(steps, describe, c.utcnow(), self.dialect))
         return [r.message(row, self.dialect) for row in found]
 
     async def expire_pending_changes(self, before: datetime) -> list[tuple[str, str, str, str]]:
@@ -508,13 +569,20 @@ class SQLStorage(AuditStorage, Storage):
     def _message_and_flag(self, result: tuple[r.Row, bool] | None) -> tuple[Message, bool] | None:
         return None if result is None else (r.message(result[0], self.dialect), result[1])
 
-    async def mark_message_failed(self, message_id: str, error: dict[str, Any]) -> Message:
-        result = await self._set_status(
-            f"status = 'FAILED', error = ? WHERE id = ? AND {_RANK} < 9",
-            (error, message_id),
-            "id = ?",
-            (message_id,),
-        )
+    async def mark_message_failed(
+        self,
+        message_id: str,
+        error: dict[str, Any],
+        *,
+        describe: ev.MessageDescribe | None = None,
+    ) -> Message:
+        update = f"status = 'FAILED', error = ? WHERE id = ? AND {_RANK} < 9"
+        if describe is None:
+            result = await self._set_status(update, (error, message_id), "id = ?", (message_id,))
+        else:
+            steps = tx.set_status(update, (error, message_id), "id = ?", (message_id,))
+            logged = ev.message_described(steps, describe, c.utcnow(), self.dialect, always=True)
+            result = self._message_and_flag(await self._run(logged))
         if result is None:
             raise NotFound(f"no message {message_id!r}")
         return result[0]
@@ -568,3 +636,76 @@ class SQLStorage(AuditStorage, Storage):
             c.check_limit(limit),
         )
         return [r.dead_letter(row, self.dialect) for row in found]
+
+    # -- the event log (storage/_events.py) ------------------------------------------------
+
+    async def log_events(self, events: Sequence[ev.LoggedEvent]) -> None:
+        if events:
+            await self._run(ev.log(events, c.utcnow()))
+
+    async def events_after(
+        self, tenant_id: str, after: int, *, limit: int = 500
+    ) -> list[ev.LoggedEvent]:
+        found = await self._run(ev.after(tenant_id, int(after), c.check_limit(limit)), "read")
+        return [ev.event(row, self.dialect) for row in found]
+
+    async def event_high_seqs(self, tenant_id: str | None = None) -> dict[str, int]:
+        where, args = ("", ()) if tenant_id is None else (" WHERE tenant_id = ?", (tenant_id,))
+        found = await self._all(f"SELECT tenant_id, seq FROM event_seq{where}", *args)
+        return {str(row[0]): int(row[1]) for row in found}
+
+    async def event_oldest_seq(self, tenant_id: str) -> int | None:
+        row = await self._one("SELECT min(seq) FROM events WHERE tenant_id = ?", tenant_id)
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def prune_events(self, *, created_before: datetime, limit: int = 1000) -> int:
+        deleted = await self._run(
+            single(
+                rows(
+                    "DELETE FROM events WHERE (tenant_id, seq) IN (SELECT tenant_id, seq"
+                    " FROM events WHERE created_at < ? ORDER BY seq LIMIT ?)"
+                    " RETURNING seq",
+                    *(c.as_utc(created_before), c.check_limit(limit)),
+                )
+            ),
+            "autocommit",
+        )
+        return len(deleted)
+
+    async def save_recovery_sessions(
+        self, sessions: Sequence[tuple[str, str, str, Sequence[str]]]
+    ) -> None:
+        if not sessions:
+            return
+        now = c.utcnow()
+
+        def steps() -> Steps[None]:
+            for pid, tenant_id, user_id, joined in sessions:
+                yield run(
+                    "INSERT INTO recovery_sessions (pid, tenant_id, user_id, rooms, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (pid) DO UPDATE"
+                    " SET rooms = excluded.rooms, updated_at = excluded.updated_at",
+                    *(pid, tenant_id, user_id, list(joined), now),
+                )
+
+        await self._run(steps())
+
+    async def get_recovery_session(self, pid: str) -> tuple[str, str, list[str]] | None:
+        row = await self._one(
+            "SELECT tenant_id, user_id, rooms FROM recovery_sessions WHERE pid = ?", pid
+        )
+        if row is None:
+            return None
+        return str(row[0]), str(row[1]), list(self.dialect.json(row[2]))
+
+    async def prune_recovery_sessions(self, *, updated_before: datetime) -> int:
+        deleted = await self._run(
+            single(
+                rows(
+                    "DELETE FROM recovery_sessions WHERE updated_at < ? RETURNING pid",
+                    c.as_utc(updated_before),
+                )
+            ),
+            "autocommit",
+        )
+        return len(deleted)

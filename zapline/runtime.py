@@ -32,6 +32,7 @@ from desk.live import LiveDesk
 from desk.media_cache import MediaCache
 from desk.permissions import may_see
 from desk.ratelimit import RateLimiter
+from desk.resume import Resumer
 from desk.sockets import evict_from_room, evict_unpermitted
 from desk.whatsapp import CloudApiClient
 from engine import SocketServer
@@ -64,6 +65,7 @@ class Runtime:
     desk: Desk = field(init=False)
     live: LiveDesk = field(init=False)
     limits: RateLimiter = field(init=False)
+    resume: Resumer = field(init=False)
     media: MediaCache = field(init=False)
     audit: AuditLog = field(init=False)
 
@@ -101,7 +103,7 @@ class Runtime:
         """``conversation:assign`` from a socket (``desk.conversations.assign``)."""
         return await assign_conversation(
             self.storage,
-            self.fanout,
+            self.desk.journal,
             tenant_id=tenant_id,
             user_id=user_id,
             role=role,
@@ -237,6 +239,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 node=settings.node_id or f"{socket.gethostname()}:{settings.port}",
                 recovery_grace=settings.recovery_grace,
                 recovery_window=settings.recovery_window,
+                event_retention=settings.event_retention,
                 inbox_sweep_interval=settings.inbox_sweep_interval,
                 inbox_retention=settings.inbox_retention,
                 pending_status_ttl=settings.pending_status_ttl,
@@ -244,9 +247,17 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 single_node=not settings.redis_url,
             ),
             metrics=runtime.metrics,
+            local_emitter=engine,
             media=runtime.media,
         )
         runtime.desk.register()
+        runtime.resume = Resumer(
+            runtime.desk.journal,
+            storage,
+            settings.jwt_secret,
+            window=settings.recovery_window,
+            visible=runtime.conversation_visible,
+        )
         attach_realtime(
             engine,
             settings.jwt_secret,
@@ -256,6 +267,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             limits=runtime.limits,
             agent_sees=settings.agent_sees,
             assign=runtime.assign,
+            resume=runtime.resume,
             audit=runtime.audit,
         )
         if settings.demo:
@@ -277,6 +289,7 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         await tg.start(runtime.fanout.run)
         await tg.start(runtime.desk.run)
         await tg.start(runtime.live.run)
+        await tg.start(runtime.resume.run)
         await tg.start(runtime.audit.run)
         tg.start_soon(runtime.audit.prune_loop)
         tg.start_soon(_prune_limits, runtime.limits)

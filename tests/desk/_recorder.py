@@ -15,12 +15,19 @@ class Recorder:
         self.events: list[tuple[str, Any, tuple[str, ...]]] = []
         self.changed = anyio.Event()
         self.skipped: list[tuple[str, ...]] = []  # the ``skip`` of each event, in order
+        self.offsets: list[str | None] = []  # the offset of each event (None: not logged)
 
     def _record(
-        self, event: str, payload: Any, to: str | Iterable[str] | None, skip: Any = ()
+        self,
+        event: str,
+        payload: Any,
+        to: str | Iterable[str] | None,
+        skip: Any = (),
+        offset: str | None = None,
     ) -> None:
         self.events.append((event, payload, _rooms(to)))
         self.skipped.append(_rooms(skip))
+        self.offsets.append(offset)
         self.changed.set()
         self.changed = anyio.Event()
 
@@ -44,9 +51,11 @@ class Recorder:
         namespace: str = "/",
         defer: bool = False,
         on_written: Callable[[], None] | None = None,
+        offsets: Sequence[str | None] | None = None,
     ) -> int:
-        for event, args in events:
-            self._record(event, args[0], to, skip)
+        marks = [None] * len(events) if offsets is None else list(offsets)
+        for (event, args), offset in zip(events, marks, strict=True):
+            self._record(event, args[0], to, skip, offset)
         if on_written is not None:
             on_written()
         return 0

@@ -164,6 +164,11 @@ async def test_the_exposition_parses_and_names_every_documented_metric(
         "zapline_cloud_api_sends",
         "zapline_draining",
         "zapline_tasks",
+        "zapline_event_log_emitted",
+        "zapline_event_log_filled",
+        "zapline_event_log_pruned",
+        "zapline_recoveries",
+        "zapline_event_log_replayed",
         "zapline_stage_seconds",  # the bench's cost ledger (bench/_ledger.py)
         "zapline_stage_passes",
     }
