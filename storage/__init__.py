@@ -20,6 +20,7 @@ from typing import Final
 
 from ._base import Storage
 from ._common import redact_url
+from ._reads import ReadResult
 from ._records import (
     UNSET,
     Account,
@@ -54,6 +55,7 @@ __all__ = [
     "Message",
     "MessageChange",
     "NotFound",
+    "ReadResult",
     "Storage",
     "StorageError",
     "StorageUnavailable",

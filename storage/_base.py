@@ -47,6 +47,7 @@ from typing import Any
 
 import anyio
 
+from ._reads import ReadResult
 from ._records import (
     UNSET,
     Account,
@@ -555,3 +556,39 @@ class Storage(ABC):
     @abstractmethod
     async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""
+
+    # -- unread counters -------------------------------------------------------------------
+
+    @abstractmethod
+    async def read_conversation(
+        self, tenant_id: str, user_id: str, conversation_id: str, message_id: str | None = None
+    ) -> ReadResult | None:
+        """Move ``user_id``'s read position in the conversation forward, never back; return
+        what was done (``ReadResult``), or None if the conversation is not the tenant's.
+
+        ``message_id`` None reads everything stored now; else the customer's messages up to
+        that message (by timestamp, then id). In the same transaction the customer's messages
+        covered that are still DELIVERED become READ (``ReadResult.read``: a second reader
+        finds none). Raises NotFound for a message that is not in the conversation, and
+        StorageError if the user is not the tenant's. The caller checks permissions.
+        """
+
+    @abstractmethod
+    async def unread_conversations(
+        self, tenant_id: str, user_id: str, *, visible_to: str | None = None
+    ) -> list[tuple[str, int, int]]:
+        """The tenant's conversations where ``user_id`` has unread customer messages, as
+        (conversation id, inbound_count, position); ``visible_to`` keeps only those
+        assigned to that user or to nobody. One query (the unread counters' initial load)."""
+
+    @abstractmethod
+    async def read_positions(
+        self, tenant_id: str, conversation_id: str
+    ) -> tuple[int, dict[str, int]] | None:
+        """The conversation's inbound_count and every reader's position (user id -> position;
+        a user without one has read nothing), or None if it is not the tenant's."""
+
+    @abstractmethod
+    async def set_read_receipts(self, tenant_id: str, account_id: str, enabled: bool) -> bool:
+        """Turn marking customer messages read on WhatsApp on or off for one account (on for
+        a new one); return False if the tenant has no such account."""

@@ -128,6 +128,9 @@ class Conversation:
     last_inbound_at: datetime | None = None
     """The customer's newest message: WhatsApp's 24-hour window for free-form sends runs
     from it (None: the customer has not written)."""
+    inbound_count: int = 0
+    """How many messages the customer has sent in it (``record_inbound``): agents' unread
+    counters are this minus how many they have read (``Storage.read_conversation``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from . import _rows as r
 from . import _transactions as tx
 from ._base import Storage
 from ._dialect import Dialect
+from ._reads import ReadPositionsSQL
 from ._records import (
     INBOX_STATES,
     UNSET,
@@ -48,7 +49,7 @@ Mode = Literal["read", "transaction", "autocommit"]
 _RANK: Final = c.STATUS_RANK_SQL
 
 
-class SQLStorage(Storage):
+class SQLStorage(ReadPositionsSQL, Storage):
     """The shared implementation; subclasses supply ``dialect`` and :meth:`_run`."""
 
     dialect: ClassVar[Dialect]
