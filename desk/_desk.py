@@ -44,7 +44,9 @@ from desk.announce import (
 from desk.inbox import InboxWriter
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter
+from desk.reads import Reads
 from desk.recovery import recover
+from desk.unread import UnreadDesk
 from desk.whatsapp import (
     Change,
     CloudApiClient,
@@ -121,6 +123,7 @@ class Desk:
         self.metrics = metrics
         self.accounts = AccountCache(storage)
         self.outbound = Outbound(storage, emitter, queue, cloud, metrics)
+        self.reads = Reads(storage, emitter, queue, cloud, UnreadDesk(storage, emitter, options))
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
@@ -144,12 +147,14 @@ class Desk:
         q.register("inbound", self.handle_inbound)
         q.register("status", self.handle_status, max_attempts=8)
         q.register("send", self.outbound.handle_send)
+        q.register("read_receipt", self.reads.handle_receipt)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run intake, the done-marker and crash recovery until cancelled."""
         async with anyio.create_task_group() as tg:
             await tg.start(self.intake.run)
             await tg.start(self.inbound.run)
+            await tg.start(self.reads.unread.run)
             tg.start_soon(self._mark_done_loop)
             tg.start_soon(housekeeping.sweep_loop, self)
             if self.options.inbox_retention > 0:
@@ -327,6 +332,8 @@ class Desk:
                 on_written = _latency_observer(metrics, progress.received)
             latest = await self._latest_message(conversation, result.message)
             announce_message(self.emitter, conversation, result.message, on_written, latest=latest)
+            if result.message_created and record.direction == "inbound":
+                self.reads.unread.inbound(conversation)  # counted once: replays are not new
             if moved:
                 announce_contact(self.emitter, conversation)
         self._finished(inbox_id)

@@ -71,3 +71,5 @@ class DeskOptions:
     pending_change_ttl: float = 86400.0
     # With several nodes, another node's PENDING sends are its own: not re-sent from here.
     single_node: bool = True
+    # Which conversations an ``agent`` sees (``desk.permissions``): whose unread counters move.
+    agent_sees: str = "assigned_and_unassigned"

@@ -19,6 +19,7 @@ from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
 from desk.permissions import may_see, sees_everything, supervisors_room
 from desk.ratelimit import RateLimiter
+from desk.reads import Reads
 from engine import ConnectionRefused, Socket, SocketServer
 from storage import Conversation
 
@@ -43,6 +44,7 @@ def attach_realtime(
     limits: RateLimiter | None = None,
     agent_sees: str = "assigned_and_unassigned",
     assign: Assign | None = None,
+    reads: Reads | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
 
@@ -54,6 +56,10 @@ def attach_realtime(
     client event is rate-limited (``desk.ratelimit``): over the limit it is dropped with
     ``error {code: 'rate_limited', retryAfterMs}`` to that socket, and a socket that keeps
     flooding is disconnected.
+
+    With ``reads``, ``conversation:read {conversationId, messageId?}`` moves the agent's read
+    position (ack ``{ok, unreadCount}``) and every socket counts its agent's unread messages
+    (``desk.unread``: ``unread:update`` to ``user:{id}``).
     """
 
     def on(event: str) -> Callable[[Handler], Handler]:
@@ -111,6 +117,8 @@ def attach_realtime(
             socket.join(supervisors_room(claims.tenant_id))
         if live is not None:
             live.connected(socket.id, claims.tenant_id, claims.user_id)
+        if reads is not None:
+            reads.unread.register(claims.tenant_id, claims.user_id, claims.role)
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
         logs.socket_id.set(socket.id)
@@ -170,6 +178,23 @@ def attach_realtime(
                 data["role"],
                 body.get("conversationId"),
                 body["assigneeId"],
+            )
+
+    if reads is not None:
+
+        @on("conversation:read")
+        async def read_conversation(socket: Socket, body: Any = None) -> dict[str, Any]:
+            if isinstance(body, str):
+                body = {"conversationId": body}
+            if not isinstance(body, dict):
+                return {"ok": False, "error": "expected {conversationId, messageId?}"}
+            data = socket.data
+            return await reads.read(
+                data["tenantId"],
+                data["userId"],
+                data["role"],
+                body.get("conversationId"),
+                body.get("messageId"),
             )
 
     if live is None:

@@ -104,8 +104,10 @@ class Runtime:
         )
 
     def evict(self, conversation: Conversation) -> None:
-        """After an assignment: sockets that may no longer see it leave its room."""
+        """After an assignment: sockets that may no longer see it leave its room, and the
+        unread counters follow who may see it."""
         evict_unpermitted(self.engine, conversation, self.settings.agent_sees, self.live)
+        self.desk.reads.unread.reassigned(conversation)
 
     async def readiness(self) -> dict[str, bool]:
         """The readiness checks, each True when healthy."""
@@ -200,6 +202,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 pending_status_ttl=settings.pending_status_ttl,
                 pending_change_ttl=settings.pending_change_ttl,
                 single_node=not settings.redis_url,
+                agent_sees=settings.agent_sees,
             ),
             metrics=runtime.metrics,
         )
@@ -213,6 +216,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             limits=runtime.limits,
             agent_sees=settings.agent_sees,
             assign=runtime.assign,
+            reads=runtime.desk.reads,
         )
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)
