@@ -203,6 +203,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 pending_change_ttl=settings.pending_change_ttl,
                 single_node=not settings.redis_url,
                 agent_sees=settings.agent_sees,
+                unread_interval=settings.unread_interval,
             ),
             metrics=runtime.metrics,
         )
