@@ -348,8 +348,8 @@ class Storage(ABC):
         stores an echo of what the business sent from the WhatsApp Business app, status
         "SENT", applying a status kept for its id) and, only
         when the message is new, ``touch_conversation(conversation.id, timestamp)`` (which
-        here also moves ``last_inbound_at``, the customer's newest message, never back, for
-        an inbound message) and
+        here also moves ``last_inbound_at``, the customer's newest message, never back, and
+        adds one to ``inbound_count``, for an inbound message) and
         the changes kept for it (``apply_message_change``) — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
