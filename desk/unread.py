@@ -8,8 +8,8 @@ only); unread = count - position. This module keeps, in memory, what the agents 
 need of that, so an inbound message costs no query:
 
 * A *reader* is an agent this node knows: registered by their socket's connect or a REST call
-  (no storage read), loaded on first need with ONE query (their conversations with unread
-  messages), then kept incrementally.
+  (no storage read), loaded on first need (their conversations with unread messages: ONE
+  query for all the agents of a tenant a message finds unloaded), then kept incrementally.
 * Per reader and conversation the memory holds ``[count, position]``. Both only grow in truth,
   so every observation is merged by taking the larger of each (``_merge``): a stale answer can
   never move a counter back or count a message twice, whatever order loads, messages and
@@ -106,24 +106,34 @@ class UnreadDesk:
                 assert reader.loaded is not None
                 await reader.loaded.wait()
                 continue
+            await self._load([reader])
+        return reader
+
+    async def _load(self, readers: list[_Reader]) -> None:
+        """Load readers of ONE tenant and visibility with one query (raises its errors)."""
+        for reader in readers:
             reader.state, reader.loaded = _LOADING, anyio.Event()
-            try:
-                sees_all = sees_everything(reader.role, self._agent_sees)
-                rows = await self._storage.unread_conversations(
-                    reader.tenant_id, user_id, visible_to=None if sees_all else user_id
-                )
-            except BaseException:
+        first = readers[0]
+        try:
+            rows = await self._storage.unread_conversations_of(
+                first.tenant_id, [r.user_id for r in readers], visible_only=not first.sees_all
+            )
+        except BaseException:
+            for reader in readers:
                 reader.state, reader.during_load = _UNLOADED, []
-                raise
-            finally:
+            raise
+        finally:
+            for reader in readers:
+                assert reader.loaded is not None
                 reader.loaded.set()
-            for conversation_id, count, position in rows:
-                self._merge(reader, conversation_id, count, position)
+        by_user = {reader.user_id: reader for reader in readers}
+        for user_id, conversation_id, count, position in rows:
+            self._merge(by_user[user_id], conversation_id, count, position)
+        for reader in readers:
             counted, reader.during_load = reader.during_load, []
             for conversation_id, count in counted:
                 self._count(reader, conversation_id, count)
             reader.state = _LOADED
-        return reader
 
     # -- changes --------------------------------------------------------------------------
 
@@ -251,7 +261,7 @@ class UnreadDesk:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
             await anyio.sleep(self._flush_interval)
-            await self._settle(self._load, self._to_load)
+            await self._load_waiting()
             fetch, self._to_fetch = self._to_fetch, {}
             await self._settle(self._fetch, list(fetch.values()))
             self.flush()
@@ -261,12 +271,18 @@ class UnreadDesk:
             try:
                 await step(item)
             except Exception as exc:  # the next need loads again; counters are a courtesy
-                log.warning("unread counters: %s failed for %s: %s", step.__name__, item, exc)
-        if isinstance(items, set):
-            items.clear()
+                log.warning("unread counters: %s failed: %s", step.__name__, exc)
 
-    async def _load(self, user_id: str) -> None:
-        await self._ensure(user_id)
+    async def _load_waiting(self) -> None:
+        # Agents a message found unloaded: one query per tenant and visibility, not per
+        # agent (a start with 100 agents connected costs one or two queries per tenant).
+        groups: dict[tuple[str, bool], list[_Reader]] = {}
+        for user_id in self._to_load:
+            reader = self._readers[user_id]
+            if reader.state == _UNLOADED:
+                groups.setdefault((reader.tenant_id, reader.sees_all), []).append(reader)
+        self._to_load.clear()
+        await self._settle(self._load, list(groups.values()))
 
     async def _fetch(self, conversation: Conversation) -> None:
         found = await self._storage.read_positions(conversation.tenant_id, conversation.id)

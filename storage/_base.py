@@ -582,6 +582,14 @@ class Storage(ABC):
         assigned to that user or to nobody. One query (the unread counters' initial load)."""
 
     @abstractmethod
+    async def unread_conversations_of(
+        self, tenant_id: str, user_ids: Sequence[str], *, visible_only: bool
+    ) -> list[tuple[str, str, int, int]]:
+        """``unread_conversations`` for several users of the tenant in ONE query, as (user
+        id, conversation id, inbound_count, position); ``visible_only`` applies each user's
+        ``visible_to``. An id that is not a user of the tenant has no rows."""
+
+    @abstractmethod
     async def read_positions(
         self, tenant_id: str, conversation_id: str
     ) -> tuple[int, dict[str, int]] | None:

@@ -136,6 +136,26 @@ class ReadPositionsSQL:
         )
         return [(str(row[0]), int(row[1]), int(row[2])) for row in found]
 
+    async def unread_conversations_of(
+        self, tenant_id: str, user_ids: Sequence[str], *, visible_only: bool
+    ) -> list[tuple[str, str, int, int]]:
+        # One parameter for the whole id list (the dialect's id set, over text ids here).
+        in_set = self.dialect.in_id_set.replace("bigint[]", "text[]")
+        mine = " AND (c.assignee_id IS NULL OR c.assignee_id = u.id)" if visible_only else ""
+        found: Sequence[r.Row] = await self._run(
+            _single_rows(
+                "SELECT u.id, c.id, c.inbound_count, coalesce(p.position, 0) FROM users u"
+                " JOIN conversations c ON c.tenant_id = u.tenant_id"
+                " LEFT JOIN read_positions p ON p.conversation_id = c.id AND p.user_id = u.id"
+                f" WHERE u.tenant_id = ? AND u.id {in_set}"
+                f" AND c.inbound_count > coalesce(p.position, 0){mine}",
+                tenant_id,
+                [str(u) for u in user_ids],
+            ),
+            "read",
+        )
+        return [(str(row[0]), str(row[1]), int(row[2]), int(row[3])) for row in found]
+
     async def read_positions(
         self, tenant_id: str, conversation_id: str
     ) -> tuple[int, dict[str, int]] | None:

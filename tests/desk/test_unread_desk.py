@@ -100,19 +100,19 @@ async def test_a_message_committed_during_a_load_counts_once(store: Storage) -> 
     unread.register(tenant.id, admin.id, "admin")
     unread.inbound(first)  # unloaded: its load (later) includes it
 
-    original = store.unread_conversations
+    original = store.unread_conversations_of
     second: list[Conversation] = []
 
-    async def slow_load(*args: object, **kwargs: object) -> list[tuple[str, int, int]]:
+    async def slow_load(*args: object, **kwargs: object) -> list[tuple[str, str, int, int]]:
         rows = await original(*args, **kwargs)  # type: ignore[arg-type]
         # A message committed after the load's query and announced before it finished.
         second.append(await customer(store, (tenant.id, account.id), 2))
         unread.inbound(second[0])
         return rows
 
-    store.unread_conversations = slow_load  # type: ignore[method-assign]
+    store.unread_conversations_of = slow_load  # type: ignore[method-assign]
     assert await unread.total(tenant.id, admin.id, "admin") == 2
-    store.unread_conversations = original  # type: ignore[method-assign]
+    store.unread_conversations_of = original  # type: ignore[method-assign]
     # Announced again after the load (a replay): nothing counts twice.
     unread.inbound(second[0])
     unread.flush()

@@ -108,3 +108,19 @@ async def test_visible_to_and_the_receipts_setting(storage: Storage) -> None:
     assert not await storage.set_read_receipts(conv.tenant_id, "nope", False)
     result = await storage.read_conversation(conv.tenant_id, agent.id, conv.id)
     assert result is not None and result.receipts is False and len(result.read) == 1
+
+
+async def test_several_users_load_in_one_query(storage: Storage) -> None:
+    conv = await open_conversation(storage, "Acme", "5511000000106")
+    a = await storage.create_user(conv.tenant_id, "a1@acme.example", "pw")
+    b = await storage.create_user(conv.tenant_id, "b1@acme.example", "pw")
+    await storage.read_conversation(conv.tenant_id, a.id, conv.id)
+    rows = await storage.unread_conversations_of(
+        conv.tenant_id, [a.id, b.id, "not-a-user"], visible_only=True
+    )
+    assert rows == [(b.id, conv.id, 1, 0)]
+    await storage.update_conversation(conv.tenant_id, conv.id, assignee_id=a.id)
+    assert await storage.unread_conversations_of(conv.tenant_id, [b.id], visible_only=True) == []
+    assert await storage.unread_conversations_of(conv.tenant_id, [b.id], visible_only=False) == [
+        (b.id, conv.id, 1, 0)
+    ]
