@@ -7,7 +7,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 
 CONSOLE_JS := api/console/node_modules/.package-lock.json
 
-.PHONY: run test smoke install install-test install-js install-console install-browser services bench bench-ci fuzz soak lint typecheck clean
+.PHONY: run test smoke install install-test install-js install-console install-browser install-bench-js services bench bench-ci fuzz soak lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,7 @@ services:
 	  for i in 1 2 3 4 5; do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; fi
 
 ## make test: install what the tests need (pip + npm) and run the whole suite.
-test: install-test install-js install-browser services
+test: install-test install-js install-bench-js install-browser services
 	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} REDIS_URL=$${REDIS_URL:-$(REDIS_URL)} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -60,9 +60,15 @@ test: install-test install-js install-browser services
 smoke:
 	bash .ci/smoke
 
-## make bench: every scenario against Zapline and python-socketio, with the ratio table.
-bench: install-test
-	$(BIN)/python -m bench all --baseline python-socketio
+## make bench: every scenario against Zapline, Node's socket.io and python-socketio, both
+## shapes (10 and 100 tenants) and idle as medians of three, with the side-by-side table.
+bench: install-test install-bench-js
+	$(BIN)/python -m bench all --baseline python-socketio,node
+
+## make install-bench-js: the Node.js baseline's socket.io, from its lockfile (every time).
+install-bench-js:
+	@command -v npm >/dev/null || { echo "npm is required for the Node.js baseline (apt-get install nodejs npm)"; exit 1; }
+	cd bench/baselines/node && npm ci --no-audit --no-fund --loglevel=error
 
 ## make bench-ci: the product's promise, p99 < 100 ms at 1000 clients, nothing lost.
 bench-ci: install-test
@@ -89,4 +95,4 @@ typecheck: install-test
 	$(BIN)/mypy engine
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules api/console/node_modules tests/artifacts zapline.db zapline.db-wal zapline.db-shm
+	rm -rf $(VENV) tests/js/node_modules api/console/node_modules bench/baselines/node/node_modules tests/artifacts zapline.db zapline.db-wal zapline.db-shm

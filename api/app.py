@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 from quart import Quart, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from api.routes_audit import blueprint as audit
 from api.routes_auth import blueprint as auth
 from api.routes_console import blueprint as console
 from api.routes_conversations import blueprint as conversations
 from api.routes_health import blueprint as health
+from api.routes_media import MediaAwareRequest
+from api.routes_media import blueprint as media
 from api.routes_ops import blueprint as ops
 from api.routes_presence import blueprint as presence
 from api.routes_webhooks import blueprint as webhooks
@@ -44,6 +47,10 @@ def create_app(runtime: ApiServices) -> Quart:
 
     for blueprint in (health, webhooks, auth, conversations, ops, presence, console):
         app.register_blueprint(blueprint)
+    app.register_blueprint(media)
+    # Uploads take up to WhatsApp's largest file; every other body keeps the limit above.
+    app.request_class = MediaAwareRequest
+    app.register_blueprint(audit)
 
     @app.before_request
     async def assign_request_id() -> None:

@@ -14,7 +14,9 @@ from quart import Quart
 if TYPE_CHECKING:
     from api.metrics import Metrics
     from desk import Desk, Emitter
+    from desk.audit import AuditLog
     from desk.live import LiveDesk
+    from desk.media_cache import MediaCache
     from desk.ratelimit import RateLimiter
     from engine.jobs import PriorityJobQueue
     from storage import Conversation, Storage
@@ -74,6 +76,16 @@ class ApiServices(Protocol):
     @property
     def limits(self) -> RateLimiter:
         """The rate limits of client events and of the REST API."""
+        ...
+
+    @property
+    def media(self) -> MediaCache:
+        """Downloaded media (bounded cache) and uploads waiting for their send."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log: ``record(tenant_id, user_id, action, target, details)``."""
         ...
 
     @property

@@ -1,7 +1,8 @@
 """A local stand-in for the WhatsApp Cloud API, speaking real HTTP on loopback.
 
 It accepts sends and mark-as-read calls the way Graph does (same paths, bearer token, error
-shape), remembers them for tests, can be told to fail the next N sends, and, given a webhook URL, plays WhatsApp's part
+shape), remembers them for tests, can be told to fail the next N sends, serves and accepts media
+(``api.fake_cloud_media``), and, given a webhook URL, plays WhatsApp's part
 afterwards: it posts ``sent``, ``delivered`` and ``read`` status webhooks for each accepted
 message, in that order, signed like Meta signs them. Asyncio only (Quart on Hypercorn).
 """
@@ -19,6 +20,7 @@ import orjson
 import quart
 from anyio.abc import TaskStatus
 
+from api.fake_cloud_media import add_media_routes
 from api.serve import serve_app
 from desk.whatsapp import SIGNATURE_HEADER, new_wamid, sign, status_webhook
 
@@ -212,6 +214,8 @@ def create_fake_app(
             "messages": [{"id": wamid}],
         }
         return quart.Response(orjson.dumps(reply), content_type="application/json")
+
+    add_media_routes(app)  # GET /<media-id>, its download URL, POST /<number>/media
 
     @app.get("/_fake/sent")
     async def sent() -> dict[str, Any]:

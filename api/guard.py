@@ -51,12 +51,33 @@ def require_auth(fn: F) -> F:
         wait = runtime.limits.api_request(g.claims.tenant_id)
         if wait:
             seconds = max(1, math.ceil(wait))
+            runtime.audit.record(
+                g.claims.tenant_id,
+                g.claims.user_id,
+                "rate_limited",
+                request.path,
+                {"method": request.method, "retryAfter": seconds},
+            )
             response = error(429, f"too many requests for this tenant; retry in {seconds} s")
             response.headers["Retry-After"] = str(seconds)
             return response
         return await fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def denied(status: int, message: str, target: str | None = None, **extra: Any) -> Any:
+    """``error(status, message)`` for a call refused on scoping (403/404), audited as
+    ``request_denied`` with the caller, ``target`` (default: the path) and the reason."""
+    who = claims()
+    runtime_of(current_app).audit.record(
+        who.tenant_id,
+        who.user_id,
+        "request_denied",
+        target or request.path,
+        {"status": status, "method": request.method, "path": request.path, "reason": message},
+    )
+    return error(status, message, **extra)
 
 
 def claims() -> Claims:

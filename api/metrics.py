@@ -4,6 +4,15 @@ Hot-path numbers (connections, deliveries, emits, queue depth) are not counted t
 engine and the queue keep plain integers, and a collector reads them at scrape time. Only what
 has no home elsewhere (webhook results, latencies, Cloud API results) is a prometheus_client
 metric updated inline. Labels are bounded: no tenant, socket or message ids.
+
+The cost ledger: ``zapline_stage_seconds_total{stage}`` (and ``zapline_stage_passes_total``)
+add up the time of each stage a webhook crosses, so that the bench can divide a phase's
+difference by its webhooks and name the stage a regression is in. Stages: ``http`` (the
+webhook handler's own CPU: body, JSON, routing, signature, answer; Hypercorn's HTTP parsing is
+not in it), ``inbox_commit`` (wall time of the durable inbox commits, fsync included),
+``db_write`` (wall time of the batched message/contact/conversation writes) and ``fanout``
+(CPU of encoding emits and writing them to sockets, read from the engine's counter). Plain
+floats added inline, exposed at scrape time: a stage costs a dict update, not a histogram.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ class _RuntimeCollector(Collector):
     def __init__(self, runtime: ApiServices) -> None:
         self._runtime = runtime
         self.inbox_counts: dict[str, int] = {}
+        self.stage_seconds: dict[str, float] = {}
+        self.stage_passes: dict[str, int] = {}
 
     def collect(self) -> Iterator[Metric]:
         engine = self._runtime.engine
@@ -141,6 +152,7 @@ class _RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "zapline_dead_letters", "Jobs moved to dead letters", value=queue.dead
         )
+        yield from self.stage_families(stats)
         inbox = GaugeMetricFamily("zapline_inbox", "Inbox rows by state", labels=["state"])
         for state, n in sorted(self.inbox_counts.items()):
             inbox.add_metric([state], n)
@@ -153,6 +165,27 @@ class _RuntimeCollector(Collector):
             "Tasks alive in the event loop: flat under steady load, growth is a leak",
             value=_running_tasks(),
         )
+
+    def stage_families(self, engine_stats: object) -> Iterator[Metric]:
+        """Yield the cost ledger's two families (seconds and passes per stage)."""
+        seconds = dict(self.stage_seconds)
+        fanout = getattr(engine_stats, "fanout_seconds", None)
+        if isinstance(fanout, float):
+            seconds["fanout"] = fanout
+        total = CounterMetricFamily(
+            "zapline_stage_seconds",
+            "Seconds spent per data-path stage (http, fanout: CPU; inbox_commit, db_write: wall)",
+            labels=["stage"],
+        )
+        for stage, value in sorted(seconds.items()):
+            total.add_metric([stage], value)
+        yield total
+        passes = CounterMetricFamily(
+            "zapline_stage_passes", "Passes through each timed stage", labels=["stage"]
+        )
+        for stage, n in sorted(self.stage_passes.items()):
+            passes.add_metric([stage], n)
+        yield passes
 
 
 def _running_tasks() -> int:
@@ -208,6 +241,13 @@ class Metrics:
     def observe_inbox_commit(self, seconds: float) -> None:
         """One durable inbox group commit, fsync included."""
         self.inbox_commit.observe(seconds)
+        self.observe_stage("inbox_commit", seconds)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """Add one pass of ``seconds`` to ``stage`` of the cost ledger; returns None."""
+        c = self._collector
+        c.stage_seconds[stage] = c.stage_seconds.get(stage, 0.0) + seconds
+        c.stage_passes[stage] = c.stage_passes.get(stage, 0) + 1
 
     def count_cloud_send(self, result: str) -> None:
         """One Cloud API send attempt by result."""

@@ -31,7 +31,19 @@ async def login() -> Any:
     user = await runtime.storage.authenticate(body["email"], body["password"])
     if user is None:
         log.info("failed login for %s", body["email"])
+        # Whose account it was, when there is one: that tenant's admins see the attempt.
+        known = await runtime.storage.find_user_id_by_email(body["email"])
+        user_id, tenant_id = known if known is not None else (None, None)
+        reason = "wrong password" if known is not None else "unknown email"
+        runtime.audit.record(
+            tenant_id,
+            user_id,
+            "login_failed",
+            None if user_id is None else f"user:{user_id}",
+            {"email": body["email"][:254], "reason": reason},
+        )
         return error(401, "invalid email or password")
+    runtime.audit.record(user.tenant_id, user.id, "login_ok", f"user:{user.id}", {})
     token = issue_token(
         runtime.settings.jwt_secret,
         user_id=user.id,

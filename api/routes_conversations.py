@@ -9,13 +9,15 @@ from typing import Any
 from quart import Blueprint, current_app, request
 
 from api.context import runtime_of
-from api.guard import claims, error, require_auth
+from api.guard import claims, denied, error, require_auth
+from desk.audit import send_action
 from desk.contract import conversation_payload, iso, message_payload
+from desk.conversations import check_version
 from desk.conversations import update_conversation as update_conversation_card
 from desk.permissions import may_see, sees_everything
 from desk.whatsapp import CloudApiError, build_message
 from desk.window import FREE_FORM_EXEMPT, window_expires_at, window_open
-from storage import UNSET, Conversation
+from storage import UNSET, Conversation, VersionConflict
 
 log = logging.getLogger("zapline.api")
 blueprint = Blueprint("conversations", __name__)
@@ -59,6 +61,11 @@ async def visible_conversation(conversation_id: str) -> Conversation | None:
     return conversation
 
 
+def not_found(conversation_id: str) -> Any:
+    """The 404 of a conversation the caller may not see (or that is not there), audited."""
+    return denied(404, "conversation not found", f"conversation:{conversation_id}")
+
+
 @blueprint.get("/api/conversations")
 @require_auth
 async def list_conversations() -> Any:
@@ -95,7 +102,7 @@ async def get_conversation(conversation_id: str) -> Any:
     """One conversation card, or 404 (also when the caller's role may not see it)."""
     conversation = await visible_conversation(conversation_id)
     if conversation is None:
-        return error(404, "conversation not found")
+        return not_found(conversation_id)
     return {"conversation": conversation_payload(conversation)}
 
 
@@ -110,7 +117,7 @@ async def list_messages(conversation_id: str) -> Any:
     tenant_id = claims().tenant_id
     conversation = await visible_conversation(conversation_id)
     if conversation is None:
-        return error(404, "conversation not found")
+        return not_found(conversation_id)
     try:
         items, cursor = await storage.list_messages(
             tenant_id, conversation_id, before=request.args.get("before") or None, limit=limit
@@ -126,10 +133,16 @@ async def list_messages(conversation_id: str) -> Any:
 @blueprint.patch("/api/conversations/<conversation_id>")
 @require_auth
 async def update_conversation(conversation_id: str) -> Any:
-    """``{stage?, assigneeId?}`` -> the updated card; emits ``conversation:updated``."""
+    """``{stage?, assigneeId?, expectedVersion?}`` -> the updated card; emits
+    ``conversation:updated``. A stale ``expectedVersion`` answers 409 ``{error,
+    conversation}`` with the current card."""
     body = await request.get_json(force=True, silent=True)
     if not isinstance(body, dict) or not ({"stage", "assigneeId"} & body.keys()):
         return error(400, "expected JSON with stage and/or assigneeId")
+    try:
+        expected = check_version(body.get("expectedVersion"))
+    except ValueError as exc:
+        return error(400, str(exc), field="expectedVersion")
     stage = body.get("stage")
     if stage is not None and (not isinstance(stage, str) or not stage.strip() or len(stage) > 64):
         return error(400, "stage must be a non-empty string of at most 64 characters")
@@ -141,21 +154,35 @@ async def update_conversation(conversation_id: str) -> Any:
     runtime = runtime_of(current_app)
     tenant_id = claims().tenant_id
     if await visible_conversation(conversation_id) is None:
-        return error(404, "conversation not found")
+        return not_found(conversation_id)
     if isinstance(assignee, str):
         user = await runtime.storage.get_user(assignee)
         if user is None or user.tenant_id != tenant_id:
             return error(400, "assigneeId is not a user of this tenant")
-    conversation = await update_conversation_card(
-        runtime.storage,
-        runtime.emitter,
-        tenant_id,
-        conversation_id,
-        stage=stage,
-        assignee_id=assignee,
-        updated_by=claims().user_id,
-        evict=runtime.evict,
-    )
+    try:
+        conversation = await update_conversation_card(
+            runtime.storage,
+            runtime.emitter,
+            tenant_id,
+            conversation_id,
+            stage=stage,
+            assignee_id=assignee,
+            updated_by=claims().user_id,
+            evict=runtime.evict,
+            expected_version=expected,
+            audit=runtime.audit,
+        )
+    except VersionConflict as stale:
+        who = claims()
+        if not may_see(
+            who.role, who.user_id, stale.current.assignee_id, runtime.settings.agent_sees
+        ):
+            return not_found(conversation_id)
+        return error(
+            409,
+            f"version conflict: the conversation is at version {stale.current.version}",
+            conversation=conversation_payload(stale.current),
+        )
     if conversation is None:
         return error(404, "conversation not found")
     return {"conversation": conversation_payload(conversation)}
@@ -269,7 +296,7 @@ async def send_message(conversation_id: str) -> Any:
         return error(503, "shutting down; retry later")
     conversation = await visible_conversation(conversation_id)
     if conversation is None:
-        return error(404, "conversation not found")
+        return not_found(conversation_id)
     try:
         kind, content, metadata = _outbound(body, conversation.contact.phone_number)
     except _BadSend as bad:
@@ -278,7 +305,15 @@ async def send_message(conversation_id: str) -> Any:
     if closed is not None:
         # Meta would refuse it later (131047); saying so now keeps the agent in the loop.
         return error(409, closed, field="type")
+    who = claims()
     message = await runtime.desk.send_reply(
-        conversation, kind=kind, content=content, metadata=metadata, user_id=claims().user_id
+        conversation, kind=kind, content=content, metadata=metadata, user_id=who.user_id
+    )
+    runtime.audit.record(
+        who.tenant_id,
+        who.user_id,
+        send_action(kind),
+        f"message:{message.id}",
+        {"conversationId": conversation.id, "type": kind},
     )
     return {"message": message_payload(message, conversation.contact)}, 202

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response, current_app, request
 
 from api.context import runtime_of
-from api.guard import bearer_token, claims, error, require_auth
+from api.guard import bearer_token, claims, denied, error, require_auth
 
 blueprint = Blueprint("ops", __name__)
 
@@ -22,7 +22,7 @@ async def socket_stats() -> Any:
     """``{totalConnections, connectionsByTenant}``: an admin sees their tenant, ``ops`` sees all."""
     who = claims()
     if who.role not in ("admin", "ops"):
-        return error(403, "admin or ops role required")
+        return denied(403, "admin or ops role required")
     engine = runtime_of(current_app).engine
     by_tenant: Counter[str] = Counter()
     for socket in engine.sockets.values():

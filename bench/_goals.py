@@ -109,6 +109,41 @@ def _idle(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
     return r["server_cpu_pct"], r.get("loadgen_cpu_pct"), f"{r['rate']:g} webhooks/s"
 
 
+def _many_tenants_held(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
+    r = _newest(results, "saturate", clients=1000, tenants=100)
+    if r is None:
+        return None, None, ""
+    detail = f"p99 {r.get('p99_ms')} ms" if r.get("max_rate_held") else "no step held"
+    return float(r.get("max_rate_held") or 0), r.get("loadgen_cpu_pct"), detail
+
+
+def _cpu_per_webhook(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
+    r = _newest(results, "saturate", clients=1000, tenants=100)
+    if r is None or r.get("cost_cpu_ms") is None:
+        return None, None, ""
+    return r["cost_cpu_ms"], r.get("loadgen_cpu_pct"), f"at {r.get('max_rate_held')}/s held"
+
+
+def _vs_node(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
+    ours = _newest(results, "saturate", clients=1000, tenants=10)
+    theirs = _newest(results, "saturate", "node", clients=1000, tenants=10)
+    if ours is None or theirs is None:
+        return None, None, "needs --baseline node" if ours else ""
+    if not theirs.get("max_rate_held"):
+        return None, None, "Node held none of its rates"
+    a, b = ours.get("max_rate_held") or 0, theirs["max_rate_held"]
+    return a / b, None, f"{a}/s vs {b}/s held"
+
+
+def _idle_vs_node(results: Sequence[Result]) -> tuple[float | None, float | None, str]:
+    ours = _newest(results, "idle", clients=100)
+    theirs = _newest(results, "idle", "node", clients=100)
+    if ours is None or theirs is None or not theirs.get("server_cpu_pct"):
+        return None, None, "needs --baseline node" if ours else ""
+    a, b = ours.get("server_cpu_pct") or 0.0, theirs["server_cpu_pct"]
+    return a / b, ours.get("loadgen_cpu_pct"), f"{a} % vs {b} %"
+
+
 GOALS: tuple[Goal, ...] = (
     Goal("fan-out rate", ">= 800 webhooks/s held at 1000 clients / 10 tenants (p99 <= 100 ms, "
          "0 lost)", _fanout_held, lambda v: v >= 800),
@@ -120,6 +155,14 @@ GOALS: tuple[Goal, ...] = (
     Goal("10,000 connections", "10000 clients at 100 webhooks/s: p99 < 100 ms, 0 lost",
          _ten_thousand, lambda v: v < 100),
     Goal("idle CPU", "<= 0.5 % CPU, 100 clients at 10 webhooks/s", _idle, lambda v: v <= 0.5),
+    # issue 16: the durable path as cheap as Node's socket.io doing the fan-out alone
+    Goal("many tenants", ">= 1000 webhooks/s held at 1000 clients / 100 tenants",
+         _many_tenants_held, lambda v: v >= 1000),
+    Goal("CPU per webhook", "<= 0.5 ms server CPU per webhook at the highest rate held, "
+         "100 tenants", _cpu_per_webhook, lambda v: v <= 0.5),
+    Goal("vs Node (few tenants)", ">= 2x Node's socket.io highest rate held at 10 tenants, "
+         "same run", _vs_node, lambda v: v >= 2),
+    Goal("idle vs Node", "idle CPU <= Node's (ratio <= 1)", _idle_vs_node, lambda v: v <= 1),
 )  # fmt: skip
 
 

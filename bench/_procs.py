@@ -47,11 +47,17 @@ def pin_load_generator() -> None:
 
 @dataclass(frozen=True)
 class ProcSample:
-    """CPU ticks (user+system) and RSS bytes of a process tree at one instant."""
+    """CPU ticks (user+system) and RSS bytes of a process tree at one instant.
+
+    ``main_ticks`` are those of the root process's main thread alone (for Zapline and Node:
+    the event loop), so ``cpu_ticks - main_ticks`` is every other thread's and child's (for
+    Zapline: the SQLite worker threads).
+    """
 
     wall: float
     cpu_ticks: int
     rss_bytes: int
+    main_ticks: int = 0
 
 
 def _children(pid: int) -> list[int]:
@@ -86,7 +92,21 @@ def sample_tree(pid: int) -> ProcSample:
         except (OSError, IndexError, ValueError):
             continue
         todo.extend(_children(p))
-    return ProcSample(time.monotonic(), ticks, rss)
+    return ProcSample(time.monotonic(), ticks, rss, _main_thread_ticks(pid))
+
+
+def _main_thread_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def cpu_seconds(a: ProcSample, b: ProcSample) -> tuple[float, float]:
+    """Return (CPU seconds of the whole tree, of the root's main thread) between two samples."""
+    return (b.cpu_ticks - a.cpu_ticks) / _CLK_TCK, (b.main_ticks - a.main_ticks) / _CLK_TCK
 
 
 def cpu_percent(a: ProcSample, b: ProcSample) -> float:

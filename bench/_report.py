@@ -20,7 +20,8 @@ _COLUMNS = (
     ("server_cpu_pct", "srv CPU%"), ("server_rss_mb", "srv RSS MB"),
     ("loadgen_cpu_pct", "gen CPU%"), ("max_rate_held", "max rate held"),
     ("server_rss_mb_connected", "srv RSS MB conn"), ("rss_kb_per_conn", "KB/conn"), ("handshake_p99_ms", "hs p99 ms"),
-    ("all_received_p99_ms", "all-recv p99 ms"),
+    ("all_received_p99_ms", "all-recv p99 ms"), ("cost_cpu_ms", "CPU ms/webhook"),
+    ("median_of", "median of"),
 )  # fmt: skip
 
 RATIO_KEYS = (
@@ -83,46 +84,60 @@ def ratio_table(zapline: dict[str, Any], baseline: dict[str, Any]) -> str:
 
 
 # The figures `make bench` sets side by side per scenario (first: the one that matters most).
+_COST = ("cost_cpu_ms", "cost_loop_ms", "cost_threads_ms", "cost_http_ms", "cost_fanout_ms",
+         "cost_rest_ms", "cost_inbox_commit_ms", "cost_db_write_ms")  # fmt: skip
 SIDE_BY_SIDE = {
     "connect": ("connects_per_s", "handshake_p99_ms", "rss_kb_per_conn"),
     "fanout": ("p50_ms", "p99_ms", "lost", "deliveries_per_s", "server_cpu_pct", "loadgen_cpu_pct",
-               "server_fanout_p99_le_ms", "slow_inbox_commits"),
+               "server_fanout_p99_le_ms", "slow_inbox_commits", "cost_cpu_ms"),
     "broadcast": ("all_received_p50_ms", "all_received_p99_ms", "server_cpu_pct"),
-    "idle": ("server_cpu_pct", "p99_ms", "server_rss_mb"),
-    "saturate": ("max_rate_held",),
+    "idle": ("server_cpu_pct", "p50_ms", "p99_ms", "server_rss_mb", "loadgen_cpu_pct", *_COST),
+    "saturate": ("max_rate_held", "p99_ms", "server_cpu_pct", "loadgen_cpu_pct", *_COST),
     "ci": ("p99_ms", "lost"),
 }  # fmt: skip
+# Columns of the side-by-side table: target name in results -> heading.
+TARGETS = (("zapline", "zapline"), ("node", "node"), ("baseline", "python-socketio"))
 
 
 def _step_label(r: dict[str, Any]) -> str:
     label = f"{r.get('scenario')} {r.get('clients')} clients"
+    if r.get("scenario") in ("fanout", "idle", "ci", "saturate") and r.get("tenants"):
+        label += f" / {r['tenants']} tenants"
     if r.get("scenario") in ("fanout", "idle", "ci") and r.get("rate") is not None:
         label += f" @ {_cell(r['rate'])}/s"
+    if r.get("median_of"):
+        label += f" (median of {r['median_of']})"
     return label
 
 
 def side_by_side(results: Iterable[dict[str, Any]]) -> str:
-    """Return one Markdown table of every step's key figures, Zapline beside the baseline.
+    """Return one Markdown table of every step's key figures: Zapline, Node, python-socketio.
 
-    Steps are matched by scenario, clients and rate; a step run on one target only still gets
-    its row (the other cells stay empty).
+    Steps are matched by scenario, clients, tenants and rate; a step run on some targets only
+    still gets its row (the other cells stay empty). The ratio columns are Zapline's figure
+    over each baseline's. At a saturate step, rate-dependent figures (p99, CPU, cost) are
+    those of each target's highest rate held, so compare them with that rate in mind.
     """
     steps: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
         steps.setdefault(_step_label(r), {})[str(r.get("target"))] = r
-    lines = [
-        "| step | figure | zapline | python-socketio | zapline/baseline |",
-        "|---|---|---|---|---|",
-    ]
+    present = [(k, h) for k, h in TARGETS if any(k in by for by in steps.values())]
+    present = present or list(TARGETS[:1])
+    others = [(k, h) for k, h in present if k != "zapline"]
+    head = ["step", "figure", *(h for _, h in present), *(f"zapline/{h}" for _, h in others)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, by_target in steps.items():
-        ours, theirs = by_target.get("zapline", {}), by_target.get("baseline", {})
-        scenario = (ours or theirs).get("scenario", "")
-        for key in SIDE_BY_SIDE.get(scenario, ()):
-            a, b = ours.get(key), theirs.get(key)
-            ratio = ""
-            if isinstance(a, int | float) and isinstance(b, int | float) and b:
-                ratio = f"{a / b:.3g}"
-            lines.append(f"| {label} | {key} | {_cell(a)} | {_cell(b)} | {ratio} |")
+        scenario = next(iter(by_target.values())).get("scenario", "")
+        ours = by_target.get("zapline", {})
+        for key in SIDE_BY_SIDE.get(str(scenario), ()):
+            cells = [_cell(by_target.get(k, {}).get(key)) for k, _ in present]
+            if not any(cells):
+                continue
+            for k, _ in others:
+                a, b = ours.get(key), by_target.get(k, {}).get(key)
+                ok = isinstance(a, int | float) and isinstance(b, int | float) and b
+                cells.append(f"{a / b:.3g}" if ok else "")  # type: ignore[operator]
+            lines.append(f"| {label} | {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

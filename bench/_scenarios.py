@@ -9,14 +9,16 @@ exactly that phase so a figure is never read without the cost that produced it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bench._client import ClientPool
-from bench._procs import cpu_percent, self_cpu
+from bench._ledger import LEDGER_KEYS, cost_ledger, format_ledger
+from bench._procs import cpu_percent, cpu_seconds, self_cpu
 from bench._scrape import scrape, server_figures
 from bench._stats import DeliveryLedger, percentile
 from bench._targets import Target
@@ -24,6 +26,7 @@ from bench._webhook import HttpPoster, WebhookPlan, send_paced
 
 P99_LIMIT_MS = 100.0
 LOADGEN_BUSY_PCT = 85.0
+# The ladder before the adaptive climb (`--rates` gives any ladder).
 SATURATE_RATES = (100, 200, 400, 800, 1000, 1200, 1600, 2000, 2400, 3200)
 
 
@@ -35,9 +38,12 @@ class Options:
     tenants: int | None = None
     rate: float | None = None
     duration: float | None = None
-    rates: list[int] = field(default_factory=lambda: list(SATURATE_RATES))
+    rates: list[int] | None = None  # saturate: a fixed ladder; None: the adaptive climb
+    start_rate: float = 100
+    step_rate: float = 100
+    top_rate: float = 6400
     messages: int = 20
-    contacts: int = 10
+    contacts: int = 100  # a real desk creates conversations as it goes: 100 per tenant
     connections: int = 32
     concurrency: int = 200
     quiet_s: float = 3.0
@@ -146,9 +152,13 @@ async def _phase(
         disconnects=pool.disconnects - disconnects0,
         loadgen_cpu_pct=round(100 * (c1[1] - c0[1]) / (c1[0] - c0[0]), 1),
     )
+    cpu_s = main_s = None
     if s0 is not None and s1 is not None:
         fig["server_cpu_pct"] = cpu_percent(s0, s1)
         fig["server_rss_mb"] = round(s1.rss_bytes / 2**20, 1)
+        cpu_s, main_s = cpu_seconds(s0, s1)
+    answered = sum(n for status, n in poster.statuses.items() if 200 <= status < 300)
+    fig.update(cost_ledger(m0, m1, webhooks=answered, cpu_s=cpu_s, main_cpu_s=main_s))
     # past this the generator, not the server, may be what limits the figures
     fig["loadgen_saturated"] = fig["loadgen_cpu_pct"] >= LOADGEN_BUSY_PCT
     return fig, next_seq
@@ -201,11 +211,33 @@ async def fanout(target: Target, opts: Options, *, clients: int = 1000, rate: fl
             "rss_kb_per_conn": conn.get("rss_kb_per_conn"), **fig}  # fmt: skip
 
 
+def next_rate(steps: list[tuple[float, bool]], *, start: float, step: float,
+              top: float) -> float | None:  # fmt: skip
+    """Return the adaptive climb's next rate after ``steps`` ((rate, held) so far), or None.
+
+    Doubling from ``start`` until a rate is missed (or ``top``), then up again from the highest
+    held rate by ``step`` until one is missed: the knee is placed within ``step`` in a few
+    steps more than a doubling climb, not in (knee / step) steps.
+    """
+    if not steps:
+        return start
+    held = [r for r, ok in steps if ok]
+    missed = [r for r, ok in steps if not ok]
+    if not held:
+        return None  # the first rate already misses: the knee is below the climb
+    best = max(held)
+    if not missed:
+        return min(best * 2, top) if best < top else None
+    nxt = best + step
+    return nxt if nxt < min(missed) else None
+
+
 async def saturate(target: Target, opts: Options) -> dict[str, Any]:
     """Raise the rate step by step until p99 >= 100 ms or any loss; returns every step.
 
-    An unmeasured warm-up of ``opts.warmup_s`` seconds at the first rate comes first; a step
-    that misses is repeated ``opts.step_retries`` times before the climb stops.
+    The rates are ``opts.rates`` in order, or (None) the adaptive climb of ``next_rate``. An
+    unmeasured warm-up of ``opts.warmup_s`` seconds at the first rate comes first; a step
+    that misses is repeated ``opts.step_retries`` times before it counts as missed.
     """
     clients = int(_pick(opts.clients, 1000))
     tenants = min(clients, int(_pick(opts.tenants, 10)))
@@ -213,18 +245,29 @@ async def saturate(target: Target, opts: Options) -> dict[str, Any]:
     pool, conn = await _connect(target, clients, tenants, opts)
     plan = _plan(target, tenants, opts)
     steps: list[dict[str, Any]] = []
-    held: float | None = None
+    outcomes: list[tuple[float, bool]] = []
+    ladder = list(opts.rates) if opts.rates is not None else None
+    first = ladder[0] if ladder else opts.start_rate
     seq = 1
     try:
-        if opts.warmup_s > 0 and opts.rates:
+        if opts.warmup_s > 0 and first:
             # Unmeasured: the first traffic after 1000 connects pays for their garbage (a full
             # collection of python-socketio's heap alone is 110-150 ms), not for the rate.
-            _, seq = await _phase(target, pool, plan, tenants, opts.rates[0], opts.warmup_s,
+            _, seq = await _phase(target, pool, plan, tenants, first, opts.warmup_s,
                                   seq, opts)  # fmt: skip
             await asyncio.sleep(1.0)
-        for rate in opts.rates:
-            # A step that misses is run once more before the climb stops: on a shared machine
-            # one stall (a full GC of the baseline, a slow fsync) can break a single step's p99.
+        while True:
+            if ladder is not None:
+                if len(outcomes) == len(ladder) or (outcomes and not outcomes[-1][1]):
+                    break
+                rate: float | None = ladder[len(outcomes)]
+            else:
+                rate = next_rate(outcomes, start=opts.start_rate, step=opts.step_rate,
+                                 top=opts.top_rate)  # fmt: skip
+            if rate is None:
+                break
+            # A step that misses is run once more before it counts: on a shared machine one
+            # stall (a full GC of the baseline, a slow fsync) can break a single step's p99.
             for attempt in range(1 + opts.step_retries):
                 fig, seq = await _phase(target, pool, plan, tenants, rate, duration, seq, opts)
                 fig["held"] = _held(fig)
@@ -232,22 +275,32 @@ async def saturate(target: Target, opts: Options) -> dict[str, Any]:
                 steps.append(fig)
                 busy = " (saturated)" if fig["loadgen_saturated"] else ""
                 again = f" (attempt {attempt + 1})" if attempt else ""
-                print(f"  saturate {target.name} {rate}/s{again}: p99 {fig['p99_ms']} ms, lost "
-                      f"{fig['lost']}, server CPU {fig.get('server_cpu_pct')}%, load generator "
-                      f"CPU {fig['loadgen_cpu_pct']}%{busy}", flush=True)  # fmt: skip
+                print(f"  saturate {target.name} {tenants} tenants {rate:g}/s{again}: p99 "
+                      f"{fig['p99_ms']} ms, lost {fig['lost']}, server CPU "
+                      f"{fig.get('server_cpu_pct')}%, load generator CPU "
+                      f"{fig['loadgen_cpu_pct']}%{busy}; {format_ledger(fig)}", flush=True)  # fmt: skip
                 await asyncio.sleep(1.0)
                 if fig["held"]:
                     break
-            if not fig["held"]:
-                break
-            held = rate
+            outcomes.append((rate, fig["held"]))
     finally:
         await pool.close_all()
     keys = ("rate", "p50_ms", "p95_ms", "p99_ms", "max_ms", "lost", "duplicates",
             "deliveries_per_s", "server_cpu_pct", "server_rss_mb", "loadgen_cpu_pct", "loadgen_saturated",
-            "held", "attempt", "slow_inbox_commits", "server_fanout_p99_le_ms")  # fmt: skip
-    return {"clients": clients, "tenants": tenants, "connect_failures": conn["connect_failures"],
-            "max_rate_held": held, "steps": [{k: s.get(k) for k in keys} for s in steps]}  # fmt: skip
+            "held", "attempt", "slow_inbox_commits", "server_fanout_p99_le_ms",
+            *LEDGER_KEYS)  # fmt: skip
+    held_rates = [r for r, ok in outcomes if ok]
+    held = max(held_rates) if held_rates else None
+    result: dict[str, Any] = {
+        "clients": clients, "tenants": tenants, "contacts": opts.contacts,
+        "connect_failures": conn["connect_failures"], "max_rate_held": held,
+        "steps": [{k: s.get(k) for k in keys} for s in steps],
+    }  # fmt: skip
+    top = next((s for s in reversed(steps) if s["held"] and s["rate"] == held), None)
+    if top is not None:  # the figures at the highest rate held, beside the rate itself
+        for k in ("p99_ms", "server_cpu_pct", "loadgen_cpu_pct", *LEDGER_KEYS):
+            result[k] = top.get(k)
+    return result
 
 
 async def broadcast(target: Target, opts: Options) -> dict[str, Any]:
@@ -316,8 +369,12 @@ async def idle(target: Target, opts: Options) -> dict[str, Any]:
 
 
 async def ci(target: Target, opts: Options) -> dict[str, Any]:
-    """The CI gate run (1000 clients, 10 tenants, 100/s, 10 s); returns it with ``passed``."""
-    fig = await fanout(target, opts, clients=1000, rate=100, duration=10)
+    """The CI gate run (1000 clients, 10 tenants, 100/s, 10 s); returns it with ``passed``.
+
+    Its 10 contacts per tenant are the gate's own (as it was before the 100 of the shapes).
+    """
+    fig = await fanout(target, dataclasses.replace(opts, contacts=10), clients=1000, rate=100,
+                       duration=10)  # fmt: skip
     fig["gate_failures"] = gate_failures(fig)
     fig["passed"] = not fig["gate_failures"]
     return fig

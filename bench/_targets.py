@@ -1,11 +1,15 @@
-"""Targets: the servers under test (Zapline, the python-socketio baseline, or one already
-running), started on free loopback ports with what a client needs to use them.
+"""Targets: the servers under test (Zapline, the python-socketio and Node.js baselines, or one
+already running), started on free loopback ports with what a client needs to use them.
+
+Target names in results: ``zapline``, ``baseline`` (python-socketio: the name it had before
+there was a second baseline, kept so older results still compare) and ``node``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +20,7 @@ from pathlib import Path
 import jwt
 
 from bench._procs import ProcessSet, ProcSample, free_port, sample_tree, wait_ready
+from bench._seed import phone_number_id
 
 
 @dataclass
@@ -47,7 +52,49 @@ class Target:
 
 
 def _pnid(t: int) -> str:
-    return f"1{t:014d}"
+    return phone_number_id(t)
+
+
+NODE_DIR = Path(__file__).resolve().parent / "baselines" / "node"
+
+
+def _baseline_env(workdir: Path, tenants: int) -> tuple[str, list[str], list[str], dict[str, str]]:
+    """Return (secret, tenant ids, phone_number_ids, env) for a baseline with ``tenants``."""
+    secret = uuid.uuid4().hex
+    tenant_ids = [str(uuid.uuid4()) for _ in range(tenants)]
+    pnids = [_pnid(t) for t in range(tenants)]
+    map_file = workdir / "baseline-tenants.json"
+    map_file.write_text(json.dumps(dict(zip(pnids, tenant_ids, strict=True))))
+    env = {**os.environ, "JWT_SECRET": secret, "BENCH_TENANT_MAP": str(map_file)}
+    return secret, tenant_ids, pnids, env
+
+
+def node_missing() -> str | None:
+    """Return why the Node.js baseline cannot start here (None when it can)."""
+    if shutil.which("node") is None:
+        return "Node.js is not installed (apt-get install nodejs npm)"
+    if not (NODE_DIR / "node_modules" / "socket.io").is_dir():
+        return f"socket.io is not installed: run `npm ci` in {NODE_DIR} (make bench does)"
+    return None
+
+
+def start_node(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
+    """Start the Node.js socket.io baseline with ``tenants`` tenants; returns its Target.
+
+    Raises RuntimeError when node or its socket.io is missing, or it does not become ready.
+    """
+    missing = node_missing()
+    if missing is not None:
+        raise RuntimeError(missing)
+    secret, tenant_ids, pnids, env = _baseline_env(workdir, tenants)
+    port = free_port()
+    log = workdir / "node.log"
+    node = shutil.which("node") or "node"
+    argv = [node, str(NODE_DIR / "server.mjs"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = procs.start(argv, env, log, pin=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, log)
+    return Target("node", url, url, secret, tenant_ids, pnids, proc.pid, {"log": str(log)})
 
 
 def start_baseline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
@@ -55,13 +102,8 @@ def start_baseline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
 
     Raises RuntimeError if it does not become ready.
     """
-    secret = uuid.uuid4().hex
-    tenant_ids = [str(uuid.uuid4()) for _ in range(tenants)]
-    pnids = [_pnid(t) for t in range(tenants)]
-    map_file = workdir / "baseline-tenants.json"
-    map_file.write_text(json.dumps(dict(zip(pnids, tenant_ids, strict=True))))
+    secret, tenant_ids, pnids, env = _baseline_env(workdir, tenants)
     port = free_port()
-    env = {**os.environ, "JWT_SECRET": secret, "BENCH_TENANT_MAP": str(map_file)}
     log = workdir / "baseline.log"
     argv = [
         sys.executable,
@@ -91,29 +133,19 @@ def zapline_env(workdir: Path, secret: str) -> dict[str, str]:
 def create_tenants(env: dict[str, str], tenants: int, log: Path) -> tuple[list[str], list[str]]:
     """Create ``tenants`` tenants with one WhatsApp account each via the admin CLI.
 
-    Returns (tenant ids, phone_number_ids). Raises RuntimeError when the CLI fails or
-    prints no JSON object with an "id".
+    The CLI's commands run in one interpreter (``bench._seed``). Returns (tenant ids,
+    phone_number_ids) in tenant order. Raises RuntimeError when a command fails or the
+    tenants are not all there.
     """
-    ids: list[str] = []
-    pnids: list[str] = []
-    cli = [sys.executable, "-m", "zapline"]
-    for t in range(tenants):
-        out = _run(cli + ["tenant", "create", "--name", f"bench-{t}"], env, log)
-        obj = next(
-            (json.loads(ln) for ln in reversed(out.splitlines()) if ln.startswith("{")), None
-        )
-        if not isinstance(obj, dict) or "id" not in obj:
-            raise RuntimeError(f"`zapline tenant create` printed no JSON with an id:\n{out}")
-        ids.append(str(obj["id"]))
-        pnids.append(_pnid(t))
-        _run(
-            cli + ["account", "add", "--tenant", ids[-1], "--phone-number-id", pnids[-1]], env, log
-        )
-    return ids, pnids
+    out = _run([sys.executable, "-m", "bench._seed", str(tenants)], env, log)
+    rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    if len(rows) != tenants:
+        raise RuntimeError(f"bench._seed made {len(rows)} of {tenants} tenants:\n{out}")
+    return [str(r["id"]) for r in rows], [str(r["phoneNumberId"]) for r in rows]
 
 
 def _run(argv: list[str], env: dict[str, str], log: Path) -> str:
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     with open(log, "a") as f:
         f.write(f"$ {' '.join(argv)}\n{r.stdout}{r.stderr}")
     if r.returncode != 0:

@@ -42,8 +42,9 @@ from desk.announce import (
     announce_status,
 )
 from desk.inbox import InboxWriter
+from desk.media_cache import MediaCache
 from desk.outbound import Outbound
-from desk.ports import DeskMetrics, DeskOptions, Emitter
+from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
 from desk.reads import Reads
 from desk.recovery import recover
 from desk.unread import UnreadDesk
@@ -114,6 +115,7 @@ class Desk:
         cloud: CloudApiClient,
         options: DeskOptions,
         metrics: DeskMetrics | None = None,
+        media: MediaCache | None = None,
     ) -> None:
         self.storage = storage
         self.emitter = emitter
@@ -122,13 +124,14 @@ class Desk:
         self.options = options
         self.metrics = metrics
         self.accounts = AccountCache(storage)
-        self.outbound = Outbound(storage, emitter, queue, cloud, metrics)
+        self.outbound = Outbound(storage, emitter, queue, cloud, metrics, media)
         self.reads = Reads(storage, emitter, queue, cloud, UnreadDesk(storage, emitter, options))
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
+        write = timed_stage(storage.record_inbound_many, metrics, "db_write")  # cost ledger
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(
-            storage.record_inbound_many, name="inbound messages"
+            write, name="inbound messages"
         )
         # One lifecycle record per node, so a second node starting is not taken for a crash.
         self.lifecycle_key = f"{LIFECYCLE_KEY}:{options.node}"

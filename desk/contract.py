@@ -91,6 +91,7 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
         "updatedAt": iso(conversation.updated_at),
         "contact": contact_payload(conversation.contact),
         "windowExpiresAt": iso(window_expires_at(conversation)),
+        "version": conversation.version,
     }
 
 

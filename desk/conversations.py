@@ -5,12 +5,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from desk.audit import AuditSink
 from desk.contract import conversation_payload, iso, user_room
 from desk.permissions import audience, may_see, union
 from desk.ports import Emitter
-from storage import UNSET, Conversation, Storage, Unset
+from storage import UNSET, Conversation, Storage, Unset, VersionConflict
 
-__all__ = ["assign", "update_conversation"]
+__all__ = ["assign", "check_version", "update_conversation"]
+
+
+def check_version(value: Any) -> int | None:
+    """``expectedVersion`` of a request as an int (None when absent); ValueError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("expectedVersion must be a non-negative integer")
+    return value
+
+
+def _audit_change(
+    audit: AuditSink | None, before: Conversation, after: Conversation, by: str | None
+) -> None:
+    if audit is None:
+        return
+    target = f"conversation:{after.id}"
+    if before.stage != after.stage:
+        details = {"from": before.stage, "to": after.stage, "version": after.version}
+        audit.record(after.tenant_id, by, "conversation_stage_changed", target, details)
+    if before.assignee_id != after.assignee_id:
+        details = {"from": before.assignee_id, "to": after.assignee_id, "version": after.version}
+        audit.record(after.tenant_id, by, "conversation_assigned", target, details)
 
 
 async def update_conversation(
@@ -23,6 +47,8 @@ async def update_conversation(
     assignee_id: str | None | Unset = UNSET,
     updated_by: str | None = None,
     evict: Callable[[Conversation], None] | None = None,
+    expected_version: int | None = None,
+    audit: AuditSink | None = None,
 ) -> Conversation | None:
     """Apply a stage and/or assignee change; announce ``conversation:updated``; return the card.
 
@@ -33,15 +59,26 @@ async def update_conversation(
     see it. Returns None when the
     conversation is not the tenant's. The caller has checked that ``assignee_id`` is a user
     of the tenant. Raises what storage raises.
+
+    With ``expected_version``, a card whose version moved on since is left alone: raises
+    VersionConflict with the current card (nothing announced). With ``audit``, a stage
+    change and an assignee change are each recorded (by ``updated_by``).
     """
     before = await storage.get_conversation(tenant_id, conversation_id)
     if before is None:
         return None
+    if expected_version is not None and before.version != expected_version:
+        raise VersionConflict(before)
     conversation = await storage.update_conversation(
-        tenant_id, conversation_id, stage=stage, assignee_id=assignee_id
+        tenant_id,
+        conversation_id,
+        stage=stage,
+        assignee_id=assignee_id,
+        expected_version=expected_version,
     )
     if conversation is None:
         return None
+    _audit_change(audit, before, conversation, updated_by)
     updates: dict[str, Any] = {}
     if stage is not None:
         updates["stage"] = conversation.stage
@@ -51,6 +88,7 @@ async def update_conversation(
         "conversationId": conversation.id,
         "updates": updates,
         "updatedAt": iso(conversation.updated_at),
+        "version": conversation.version,
     }
     if updated_by is not None:
         event["updatedBy"] = updated_by
@@ -78,32 +116,57 @@ async def assign(
     conversation_id: Any,
     assignee_id: Any,
     evict: Callable[[Conversation], None] | None = None,
+    expected_version: Any = None,
+    audit: AuditSink | None = None,
 ) -> dict[str, Any]:
     """``conversation:assign`` from a socket: check, assign or transfer, announce; the ack.
 
     Returns ``{ok: true, conversation}`` or ``{ok: false, error}`` (a conversation the user
-    may not see is "not found", like one of another tenant). ``assignee_id`` None unassigns.
+    may not see is "not found", like one of another tenant, and is audited as a denied
+    request). ``assignee_id`` None unassigns. With ``expected_version`` (the
+    ``expectedVersion`` of the request), a card moved since answers ``{ok: false, error,
+    conversation}`` with the current card.
     """
     if not isinstance(conversation_id, str) or not conversation_id:
         return {"ok": False, "error": "conversationId required"}
     if assignee_id is not None and (not isinstance(assignee_id, str) or not assignee_id):
         return {"ok": False, "error": "assigneeId must be a user id or null"}
+    try:
+        expected = check_version(expected_version)
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc)}
     before = await storage.get_conversation(tenant_id, conversation_id)
     if before is None or not may_see(role, user_id, before.assignee_id, agent_sees):
+        if audit is not None:
+            details = {"event": "conversation:assign", "reason": "conversation not found"}
+            audit.record(
+                tenant_id, user_id, "request_denied", f"conversation:{conversation_id}", details
+            )
         return {"ok": False, "error": "conversation not found"}
     if assignee_id is not None:
         user = await storage.get_user(assignee_id)
         if user is None or user.tenant_id != tenant_id:
             return {"ok": False, "error": "assigneeId is not a user of this tenant"}
-    card = await update_conversation(
-        storage,
-        emitter,
-        tenant_id,
-        conversation_id,
-        assignee_id=assignee_id,
-        updated_by=user_id,
-        evict=evict,
-    )
+    try:
+        card = await update_conversation(
+            storage,
+            emitter,
+            tenant_id,
+            conversation_id,
+            assignee_id=assignee_id,
+            updated_by=user_id,
+            evict=evict,
+            expected_version=expected,
+            audit=audit,
+        )
+    except VersionConflict as stale:
+        if not may_see(role, user_id, stale.current.assignee_id, agent_sees):
+            return {"ok": False, "error": "conversation not found"}
+        return {
+            "ok": False,
+            "error": f"version conflict: the conversation is at version {stale.current.version}",
+            "conversation": conversation_payload(stale.current),
+        }
     if card is None:
         return {"ok": False, "error": "conversation not found"}
     return {"ok": True, "conversation": conversation_payload(card)}

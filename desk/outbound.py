@@ -13,7 +13,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from desk import outbound_media
 from desk.announce import announce_message, announce_status
+from desk.media_cache import MediaCache
 from desk.ports import DeskMetrics, Emitter
 from desk.whatsapp import CloudApiClient, CloudApiError
 from engine.jobs import PermanentError, Priority, PriorityJobQueue
@@ -34,8 +36,11 @@ class Outbound:
         queue: PriorityJobQueue,
         cloud: CloudApiClient,
         metrics: DeskMetrics | None = None,
+        media: MediaCache | None = None,
     ) -> None:
         self.storage = storage
+        # Where uploaded files wait for their send (desk.outbound_media); None: no uploads.
+        self.media = media
         self.emitter = emitter
         self.queue = queue
         self.cloud = cloud
@@ -104,13 +109,17 @@ class Outbound:
             )
             return
         try:
+            # An uploaded file goes to the Cloud API first; the send names its media id.
+            content, metadata = await outbound_media.prepare_send(
+                storage, self.cloud, self.media, message, account
+            )
             result = await self.cloud.send_message(
                 account.phone_number_id,
                 account.access_token,
                 conversation.contact.phone_number,
                 message.type,
-                message.content,
-                message.metadata,
+                content,
+                metadata,
             )
         except CloudApiError as exc:
             self._count("retry" if exc.retryable else "failed")
@@ -123,6 +132,7 @@ class Outbound:
         self._count("sent")
         sent = await storage.mark_message_sent(message.id, result.whatsapp_message_id)
         announce_status(self.emitter, sent, conversation)
+        await outbound_media.keep_sent_upload(storage, self.media, sent, account.phone_number_id)
 
     async def fail(
         self, message: Message, error: dict[str, Any], conversation: Conversation | None = None
@@ -130,6 +140,7 @@ class Outbound:
         """Record a send as FAILED with ``error`` and announce it (to ``conversation``'s
         audience, read from storage when not given)."""
         failed = await self.storage.mark_message_failed(message.id, error)
+        await outbound_media.discard_upload(self.media, message)
         log.warning("send of message %s failed: %s", message.id, error.get("message"))
         if conversation is None:
             conversation = await self.storage.get_conversation(

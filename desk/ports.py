@@ -8,11 +8,15 @@ a broker) both satisfy ``Emitter``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-__all__ = ["DeskMetrics", "DeskOptions", "Emitter"]
+__all__ = ["DeskMetrics", "DeskOptions", "Emitter", "timed_stage"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Emitter(Protocol):
@@ -54,6 +58,29 @@ class DeskMetrics(Protocol):
 
     def count_cloud_send(self, result: str) -> None:
         """One Cloud API send: ``sent``, ``retry`` or ``failed``."""
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """Seconds one pass through a named stage of the data path took (the cost ledger)."""
+
+
+def timed_stage(
+    call: Callable[P, Awaitable[R]], metrics: DeskMetrics | None, stage: str
+) -> Callable[P, Awaitable[R]]:
+    """Return ``call`` reporting the wall seconds of each await to ``metrics.observe_stage``.
+
+    Wall time, not CPU: what it wraps runs in a worker thread (and waits for it). A call that
+    raises is not reported. Without ``metrics``, ``call`` itself is returned.
+    """
+    if metrics is None:
+        return call
+
+    async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.monotonic()
+        result = await call(*args, **kwargs)
+        metrics.observe_stage(stage, time.monotonic() - started)
+        return result
+
+    return timed
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from desk import logcontext as logs
+from desk.audit import AuditSink
 from desk.auth import AuthError, verify_token
 from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
@@ -30,8 +32,9 @@ ConversationCheck = Callable[[str, str, str, str], Awaitable[bool]]
 # user id -> the name other agents see (None when unknown)
 UserName = Callable[[str], Awaitable[str | None]]
 Handler = Callable[..., Any]
-# (tenant_id, user_id, role, conversation_id, assignee_id) -> the ack of conversation:assign
-Assign = Callable[[str, str, str, Any, Any], Awaitable[dict[str, Any]]]
+# (tenant_id, user_id, role, conversation_id, assignee_id[, expected_version=]) -> the ack
+# of conversation:assign
+Assign = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def attach_realtime(
@@ -44,6 +47,7 @@ def attach_realtime(
     limits: RateLimiter | None = None,
     agent_sees: str = "assigned_and_unassigned",
     assign: Assign | None = None,
+    audit: AuditSink | None = None,
     reads: Reads | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
@@ -57,6 +61,10 @@ def attach_realtime(
     ``error {code: 'rate_limited', retryAfterMs}`` to that socket, and a socket that keeps
     flooding is disconnected.
 
+    Every client event is served under a request id of its own (``desk.logcontext``), which
+    its log lines and audit rows carry. With ``audit``, a denied join and a disconnect for
+    flooding are recorded there.
+
     With ``reads``, ``conversation:read {conversationId, messageId?}`` moves the agent's read
     position (ack ``{ok, unreadCount}``) and every socket counts its agent's unread messages
     (``desk.unread``: ``unread:update`` to ``user:{id}``).
@@ -64,10 +72,20 @@ def attach_realtime(
 
     def on(event: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
-            server.on(event)(_limited(fn) if limits is not None else fn)
+            server.on(event)(_traced(_limited(fn) if limits is not None else fn))
             return fn
 
         return register
+
+    def _traced(fn: Handler) -> Handler:
+        async def handler(socket: Socket, *args: Any) -> Any:
+            logs.request_id.set(uuid.uuid4().hex)
+            logs.socket_id.set(socket.id)
+            logs.tenant_id.set(socket.data.get("tenantId"))
+            result = fn(socket, *args)
+            return await result if inspect.isawaitable(result) else result
+
+        return handler
 
     def _limited(fn: Handler) -> Handler:
         assert limits is not None
@@ -80,6 +98,14 @@ def attach_realtime(
             retry_ms = max(1, math.ceil(wait * 1000))
             if flood:
                 log.warning("socket %s disconnected for flooding", socket.id)
+                if audit is not None:
+                    audit.record(
+                        socket.data.get("tenantId"),
+                        socket.data.get("userId"),
+                        "rate_limit_disconnect",
+                        f"socket:{socket.id}",
+                        {"retryAfterMs": retry_ms},
+                    )
                 socket.emit("error", {"code": "flooding", "message": "too many events"})
                 socket.disconnect()
                 return None
@@ -93,7 +119,7 @@ def attach_realtime(
         @server.on_any("/")
         async def unknown(socket: Socket, event: str, *args: Any) -> None:
             # Events nobody handles still cost a flooder tokens (and its connection).
-            await _limited(lambda _socket, *_: None)(socket, *args)
+            await _traced(_limited(lambda _socket, *_: None))(socket, *args)
 
         @server.on_disconnect("/")
         def forget(socket: Socket, reason: str) -> None:
@@ -136,6 +162,14 @@ def attach_realtime(
                 socket.data["userId"],
                 conversation_id,
             )
+            if audit is not None:
+                audit.record(
+                    socket.data["tenantId"],
+                    socket.data["userId"],
+                    "join_denied",
+                    f"conversation:{conversation_id}",
+                    {"reason": "conversation not found", "socketId": socket.id},
+                )
             return {"ok": False, "error": "conversation not found"}
         return conversation_id
 
@@ -178,6 +212,7 @@ def attach_realtime(
                 data["role"],
                 body.get("conversationId"),
                 body["assigneeId"],
+                expected_version=body.get("expectedVersion"),
             )
 
     if reads is not None:
@@ -236,14 +271,25 @@ def evict_unpermitted(
 
     Called after an assignment changed (they stop viewing it too); returns how many left.
     """
-    room = conversation_room(conversation.id)
+    return evict_from_room(server, conversation.id, conversation.assignee_id, agent_sees, live)
+
+
+def evict_from_room(
+    server: SocketServer,
+    conversation_id: str,
+    assignee_id: str | None,
+    agent_sees: str,
+    live: LiveDesk | None = None,
+) -> int:
+    """``evict_unpermitted`` by ids (another node's assignment reaches this one so)."""
+    room = conversation_room(conversation_id)
     evicted = 0
     for socket in list(server.rooms.members("/", room)):
         data = socket.data
-        if not may_see(data["role"], data["userId"], conversation.assignee_id, agent_sees):
+        if not may_see(data["role"], data["userId"], assignee_id, agent_sees):
             socket.leave(room)
             if live is not None:
-                live.left(socket.id, conversation.id)
+                live.left(socket.id, conversation_id)
             evicted += 1
     return evicted
 

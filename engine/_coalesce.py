@@ -23,6 +23,8 @@ direct (non-deferred) emit flushes what is parked before it writes.
 An emit may carry ``on_written`` callbacks: each runs (synchronously, once) right after that
 emit's frames were handed to every recipient's socket, which is how the desk measures
 "webhook receipt to the last socket write" although the write happens later in the turn.
+An emit with recovery offsets parks two entries with disjoint recipients (the plain and the
+offset variant, ``_emit.py``); its callback is shared and runs once both were written.
 """
 
 from __future__ import annotations

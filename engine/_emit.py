@@ -1,8 +1,13 @@
-"""Encoding for ``SocketServer.emit_many``: each event once, in the form every transport takes."""
+"""Encoding for ``SocketServer.emit_many``: each event once, in the form every transport takes.
+
+With recovery offsets an emit has two variants, each encoded at most once: the plain events
+for clients that cannot take offsets (python-socketio), and the events with their offset
+appended as the last argument for the others (``Socket.takes_offsets``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.protocol import SioPacket, SioPacketType, encode_sio, encode_sio_str
@@ -32,6 +37,45 @@ def encode_events(
     return texts, binary
 
 
+def with_offsets(
+    events: Sequence[tuple[str, tuple[Any, ...]]], offsets: Sequence[str | None]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """Return ``events`` with each non-None offset appended to its event's arguments.
+
+    Raises ``ValueError`` unless there is exactly one offset per event.
+    """
+    if len(offsets) != len(events):
+        raise ValueError(f"{len(offsets)} offsets for {len(events)} events")
+    return [
+        (event, args if offset is None else (*args, offset))
+        for (event, args), offset in zip(events, offsets, strict=True)
+    ]
+
+
+def split_by_offsets(targets: Collection[Socket]) -> tuple[list[Socket], list[Socket]]:
+    """Return ``targets`` split in (those that cannot take offsets, those that can)."""
+    plain: list[Socket] = []
+    takers: list[Socket] = []
+    for socket in targets:
+        (takers if socket.session.takes_offsets else plain).append(socket)
+    return plain, takers
+
+
+def after_all(count: int, callback: Callable[[], None] | None) -> Callable[[], None] | None:
+    """Return a callable that calls ``callback`` on its ``count``-th call (None: None)."""
+    if callback is None:
+        return None
+    left = count
+
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            callback()
+
+    return one_done
+
+
 def send_in_turn(
     targets: Collection[Socket], texts: list[str], binary: dict[int, list[str | bytes]]
 ) -> tuple[int, int]:
@@ -45,7 +89,9 @@ def send_in_turn(
     for i, text in enumerate(texts):
         messages: list[str | bytes] = binary[i] if i in binary else [text]
         for socket in targets:
-            if socket.session.send_payloads(messages):
+            if (not socket.connected and socket.hold(messages)) or socket.session.send_payloads(
+                messages
+            ):
                 reached.add(socket)
                 deliveries += 1
     return len(reached), deliveries

@@ -133,9 +133,9 @@ class EngineIO:
             raise RuntimeError("the server is not running")
         self._tg.start_soon(fn, *args)
 
-    def open_polling(self, remote: str) -> str:
+    def open_polling(self, remote: str, *, takes_offsets: bool = True) -> str:
         """Open a long-polling session; return its OPEN packet."""
-        _, handshake = self.open_session(remote)
+        _, handshake = self.open_session(remote, takes_offsets=takes_offsets)
         return handshake
 
     async def poll(self, sid: str) -> str | EioError:
@@ -192,9 +192,9 @@ class EngineIO:
         """A websocket for a known sid gets its 101 (and is closed later if it cannot probe)."""
         return None if sid in self.sessions else EioError.UNKNOWN_SID
 
-    def open_websocket(self, ws: WebSocketConn, remote: str) -> None:
+    def open_websocket(self, ws: WebSocketConn, remote: str, *, takes_offsets: bool = True) -> None:
         """Bind a new websocket-only session to ``ws`` and write its OPEN packet."""
-        session, handshake = self.open_session(remote, websocket=True)
+        session, handshake = self.open_session(remote, websocket=True, takes_offsets=takes_offsets)
         session.use_websocket(ws)
         ws.session = session
         ws.remote = remote
@@ -221,8 +221,14 @@ class EngineIO:
 
     # -- sessions ----------------------------------------------------------------------------
 
-    def open_session(self, remote: str, *, websocket: bool = False) -> tuple[EngineSession, str]:
-        """Create a session; return it and its OPEN packet in Engine.IO text form."""
+    def open_session(
+        self, remote: str, *, websocket: bool = False, takes_offsets: bool = True
+    ) -> tuple[EngineSession, str]:
+        """Create a session; return it and its OPEN packet in Engine.IO text form.
+
+        ``takes_offsets`` says whether its client can take recovery offsets (see
+        ``engine.protocol.takes_offsets``); it is fixed for the session's life.
+        """
         opts = self._options
         now = anyio.current_time()
         eio = EioSession(
@@ -234,6 +240,7 @@ class EngineIO:
         )
         session = EngineSession(eio, remote, limit=opts.outbox_limit, on_overflow=self._on_overflow)
         session.connect_deadline = now + opts.connect_timeout
+        session.takes_offsets = takes_offsets
         self.sessions[session.sid] = session
         self.heartbeat.schedule(session)
         return session, self.handshake(session.sid, upgradable=not websocket)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,13 @@ import anyio
 import anyio.abc
 
 from engine._coalesce import Coalescer
-from engine._emit import encode_events, send_in_turn
+from engine._emit import (
+    after_all,
+    encode_events,
+    send_in_turn,
+    split_by_offsets,
+    with_offsets,
+)
 from engine._engine import EngineIO, new_id
 from engine._session import EngineSession
 from engine._socket import (
@@ -57,6 +64,9 @@ __all__ = ["ConnectionRefused", "Namespace", "ServerStats", "SocketServer"]
 
 log = logging.getLogger("zapline.engine")
 
+# This thread's CPU clock: on a shared core, wall time would count other processes' turns.
+_cpu_clock = time.thread_time
+
 
 @dataclass
 class ServerStats:
@@ -68,6 +78,9 @@ class ServerStats:
     emitted: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     writes: int = 0  # one per recipient per write: deliveries / writes is the batching
+    # CPU seconds (this thread's clock) spent encoding emits and writing them to sockets: the
+    # bench's cost ledger reads it as the fan-out stage of a webhook.
+    fanout_seconds: float = 0.0
     slow_consumers: int = 0
     received_events: int = 0
     listener: ListenerStats = field(default_factory=ListenerStats)
@@ -203,9 +216,9 @@ class SocketServer:
 
     # -- sessions ----------------------------------------------------------------------------
 
-    def open_session(self, remote: str) -> tuple[EngineSession, str]:
+    def open_session(self, remote: str, *, takes_offsets: bool = True) -> tuple[EngineSession, str]:
         """Create a polling session; return it and its OPEN packet in Engine.IO text form."""
-        return self.engine.open_session(remote)
+        return self.engine.open_session(remote, takes_offsets=takes_offsets)
 
     def close_session(
         self, session: EngineSession, reason: str, *, send_close: bool = True
@@ -305,9 +318,9 @@ class SocketServer:
         session.sockets[namespace] = socket
         self.sockets[socket.id] = socket
         self.stats.connects += 1
-        session.send_message(session.sio.accept(namespace, socket.id))
+        session.send_message(session.sio.accept(namespace, socket.id, socket.pid))
         for payloads in early:
-            session.send_message(payloads)
+            session.send_payloads(payloads)
 
     async def _run_event(self, socket: Socket, event: EventReceived) -> None:
         ns = self.namespaces.get(socket.namespace)
@@ -363,6 +376,11 @@ class SocketServer:
         """Remove ``socket`` from ``room`` (idempotent)."""
         self.rooms.leave(socket, room)
 
+    def flush_deferred(self) -> None:
+        """Write every deferred emit parked so far, now; never yields."""
+        if self._coalescer.pending:
+            self._coalescer.flush()
+
     def disconnect_socket(self, socket: Socket, reason: str, *, notify: bool) -> None:
         """Remove ``socket`` from its namespace and rooms; run the disconnect handlers."""
         if not socket.connected:
@@ -407,6 +425,7 @@ class SocketServer:
         namespace: str = "/",
         defer: bool = False,
         on_written: Callable[[], None] | None = None,
+        offsets: Sequence[str | None] | None = None,
     ) -> int:
         """Send several ``(event, args)`` to the same sockets, in order, in one write each.
 
@@ -416,42 +435,70 @@ class SocketServer:
         the turn: one write per recipient for all (``engine/_coalesce.py``); order per
         recipient is kept. ``on_written`` is called once the frames were handed to every
         recipient (later in the turn when deferred). Never yields. Returns the sockets reached
-        (or to be). Raises ``TypeError`` if any args are not JSON-serialisable; nothing is
-        sent then.
+        (or to be).
+
+        ``offsets`` (connection state recovery) holds one ``str | None`` per event: sockets
+        that ``takes_offsets`` get each event with its offset appended as the last argument,
+        the others get it plain; each variant is encoded once, and per-recipient order and
+        batching hold for both. Raises ``TypeError`` if any args are not JSON-serialisable,
+        ``ValueError`` if ``offsets`` does not have one entry per event; nothing is sent then.
         """
         if not events:
             return 0
+        started = _cpu_clock()
         texts, binary = encode_events(events, namespace)
         targets = self.rooms.targets(namespace, to, skip, self.sockets)
+        parts: list[tuple[Collection[Socket], list[str], dict[int, list[str | bytes]]]]
+        parts = [(targets, texts, binary)]
+        if offsets is not None:
+            marked = with_offsets(events, offsets)
+            if any(offset is not None for offset in offsets):
+                plain, takers = split_by_offsets(targets)
+                if takers:
+                    parts = [(takers, *encode_events(marked, namespace))]
+                    if plain:
+                        parts.insert(0, (plain, texts, binary))
         stats = self.stats
         for event, _ in events:
             stats.emitted[event] += 1
         coalescer = self._coalescer
-        if binary:
+        if any(part[2] for part in parts):
             coalescer.flush()
-            reached, deliveries = send_in_turn(targets, texts, binary)
-            stats.deliveries += deliveries
+            reached = 0
+            for part_targets, part_texts, part_binary in parts:
+                got, deliveries = send_in_turn(part_targets, part_texts, part_binary)
+                reached += got
+                stats.deliveries += deliveries
             if on_written is not None:
                 on_written()
             return reached
         bits = self.options.compression_window_bits
-        frames = [SharedFrame(t.encode(), window_bits=bits) for t in texts]
         if defer:
-            coalescer.park(targets, texts, frames, on_written)
+            done = on_written if len(parts) == 1 else after_all(len(parts), on_written)
+            for part_targets, part_texts, _ in parts:
+                frames = [SharedFrame(t.encode(), window_bits=bits) for t in part_texts]
+                coalescer.park(part_targets, part_texts, frames, done)
+            stats.fanout_seconds += _cpu_clock() - started  # the write is timed in _deliver
             return len(targets)
+        stats.fanout_seconds += _cpu_clock() - started  # the writes are timed in _deliver
         if coalescer.pending:
             coalescer.flush()
-        reached = self._deliver(targets, texts, frames)
+        reached = 0
+        for part_targets, part_texts, _ in parts:
+            frames = [SharedFrame(t.encode(), window_bits=bits) for t in part_texts]
+            reached += self._deliver(part_targets, part_texts, frames)
         if on_written is not None:
             on_written()
         return reached
 
     def _deliver(self, to: Collection[Socket], texts: list[str], frames: list[SharedFrame]) -> int:
+        started = _cpu_clock()
         shared = frames[0] if len(frames) == 1 else SharedBatch(frames)
         failed = self.rooms.broadcast(to, texts, shared)
         for session in failed:
             self.close_session(session, "slow consumer", send_close=False)
         delivered = len(to) - len(failed)
+        self.stats.fanout_seconds += _cpu_clock() - started
         self.stats.deliveries += delivered * len(texts)
         self.stats.writes += delivered
         return delivered

@@ -48,6 +48,8 @@ class EngineSession:
         "connecting",
         "acks",
         "ack_counter",
+        "takes_offsets",
+        "__weakref__",
     )
 
     def __init__(
@@ -79,6 +81,9 @@ class EngineSession:
         self.connecting: dict[str, Any] = {}
         self.acks: dict[int, Callable[..., Any]] | None = None
         self.ack_counter = 0
+        # Whether the client can take recovery offsets as a last event argument (decided at
+        # the handshake by ``engine.protocol.takes_offsets``; python-socketio cannot).
+        self.takes_offsets = True
 
     def __repr__(self) -> str:
         return f"<EngineSession {self.sid} {self.eio.state.value} from {self.remote}>"

@@ -1,12 +1,13 @@
 """A client's connection to one namespace: the object handlers receive.
 
-A socket reaches its server only through ``SocketOwner``, the three calls it needs (rooms
-and disconnecting), so this module sits below the server in the import graph.
+A socket reaches its server only through ``SocketOwner``, the calls it needs (rooms,
+disconnecting, flushing deferred emits), so this module sits below the server in the import
+graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +32,10 @@ class SocketOwner(Protocol):
 
     def disconnect_socket(self, socket: Socket, reason: str, *, notify: bool) -> None:
         """Remove ``socket`` from its namespace and rooms; run the disconnect handlers."""
+        ...
+
+    def flush_deferred(self) -> None:
+        """Write the deferred emits parked so far (a direct emit must not overtake them)."""
         ...
 
 
@@ -59,6 +64,7 @@ class Socket:
         "rooms",
         "connected",
         "early",
+        "pid",
         "__weakref__",
     )
 
@@ -72,9 +78,13 @@ class Socket:
         self.data: dict[str, Any] = {}
         self.rooms: set[str] = set()
         self.connected = False
-        # Emits made by connect handlers, sent right after the CONNECT reply (the client would
-        # drop an event for a namespace it is not connected to yet).
+        # What is sent to this socket while its connect handlers run (its own emits, room
+        # emits after it joined), as Engine.IO packets, in order: it goes out right after the
+        # CONNECT reply (the client would drop an event for a namespace it has not joined yet).
         self.early: list[list[str | bytes]] = []
+        # Connection state recovery's private session id: a connect handler that sets it has
+        # it sent in the CONNECT reply (``{"sid", "pid"}``); None sends ``{"sid"}`` alone.
+        self.pid: str | None = None
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} ns={self.namespace} engine={self.session.sid}>"
@@ -84,15 +94,41 @@ class Socket:
         """The Engine.IO transport currently in use."""
         return self.session.transport
 
-    def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> bool:
+    @property
+    def takes_offsets(self) -> bool:
+        """Whether this client gets recovery offsets appended to its events (its session's)."""
+        return self.session.takes_offsets
+
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        callback: Callable[..., Any] | None = None,
+        offset: str | None = None,
+    ) -> bool:
         """Send ``event`` to this client; ``callback(*ack_args)`` runs when it acknowledges.
 
-        From a connect handler, the event is held and sent right after the CONNECT reply (and
-        dropped if the connect is refused). Returns False if it was not sent: the socket is not
-        connected, or the session is closed or too slow (and then closed). Raises
-        ``TypeError`` for arguments that are not JSON-serialisable.
+        ``offset`` (connection state recovery) is appended as the last argument if the client
+        ``takes_offsets``, and left out otherwise. From a connect handler, the event is held
+        and sent right after the CONNECT reply, in emit order (and dropped if the connect is
+        refused). Returns False if it was not sent: the socket is not connected, or the
+        session is closed or too slow (and then closed). Raises ``TypeError`` for arguments
+        that are not JSON-serialisable.
         """
+        if offset is not None and self.session.takes_offsets:
+            args = (*args, offset)
         return self._send(event, args, callback) is not None
+
+    def hold(self, payloads: Sequence[str | bytes]) -> bool:
+        """Keep Engine.IO packets for after the CONNECT reply if the connect handlers run.
+
+        Returns True if they were kept, False if the socket is not connecting (then nothing
+        is kept: a connected socket is written to directly, a refused one gets nothing).
+        """
+        if not self.is_connecting:
+            return False
+        self.early.append(list(payloads))
+        return True
 
     def _send(
         self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None
@@ -102,9 +138,10 @@ class Socket:
         ack_id = None if callback is None else session.register_ack(callback)
         if self.is_connecting:
             packet = SioPacket(SioPacketType.EVENT, self.namespace, [event, *args], ack_id)
-            self.early.append(encode_sio(packet))
+            self.early.append([("4" + p) if isinstance(p, str) else p for p in encode_sio(packet)])
             return -1 if ack_id is None else ack_id
         payloads = session.sio.emit(self.namespace, event, list(args), ack_id)
+        self.server.flush_deferred()  # per-recipient order: what was emitted before goes first
         if payloads and session.send_message(payloads):
             return -1 if ack_id is None else ack_id
         if ack_id is not None and session.acks is not None:

@@ -80,6 +80,9 @@ class BroadcastMessage:
 
     ``rooms`` names rooms or socket ids like ``SocketServer.emit(to=...)``; None means every
     socket of ``namespace`` (``to=None``), which an empty tuple does not (that reaches nobody).
+    ``offset`` is the event's recovery offset (``SocketServer.emit_many(offsets=...)``), None
+    for an event without one. On the wire a message without an offset has the 7 fields it
+    always had (so both forms decode on every node); one with an offset has an 8th.
     """
 
     node_id: str
@@ -88,6 +91,7 @@ class BroadcastMessage:
     args: tuple[Any, ...]
     rooms: tuple[str, ...] | None
     skip: tuple[str, ...] = ()
+    offset: str | None = None
 
     @classmethod
     def for_emit(
@@ -99,25 +103,27 @@ class BroadcastMessage:
         to: str | Iterable[str] | None,
         skip: str | Iterable[str] = (),
         namespace: str = "/",
+        offset: str | None = None,
     ) -> BroadcastMessage:
         """Return the message for ``SocketServer.emit(event, *args, to=, skip=, namespace=)``."""
         rooms = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
         skipped = (skip,) if isinstance(skip, str) else tuple(skip)
-        return cls(node_id, namespace, event, tuple(args), rooms, skipped)
+        return cls(node_id, namespace, event, tuple(args), rooms, skipped, offset)
 
     def encode(self) -> bytes:
         """Return the wire form (orjson). Raises ``TypeError`` for non-JSON arguments."""
-        return orjson.dumps(
-            [
-                _WIRE_VERSION,
-                self.node_id,
-                self.namespace,
-                self.event,
-                self.args,
-                self.rooms,
-                self.skip,
-            ]
-        )
+        fields = [
+            _WIRE_VERSION,
+            self.node_id,
+            self.namespace,
+            self.event,
+            self.args,
+            self.rooms,
+            self.skip,
+        ]
+        if self.offset is not None:
+            fields.append(self.offset)
+        return orjson.dumps(fields)
 
     @classmethod
     def decode(cls, data: bytes | str) -> BroadcastMessage:
@@ -126,9 +132,12 @@ class BroadcastMessage:
             fields = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise MalformedMessage(f"not JSON: {exc}") from None
-        if not isinstance(fields, list) or len(fields) != 7 or fields[0] != _WIRE_VERSION:
+        if not isinstance(fields, list) or len(fields) not in (7, 8) or fields[0] != _WIRE_VERSION:
             raise MalformedMessage(f"not a version {_WIRE_VERSION} broadcast message")
-        _, node_id, namespace, event, args, rooms, skip = fields
+        _, node_id, namespace, event, args, rooms, skip = fields[:7]
+        offset = fields[7] if len(fields) == 8 else None
+        if offset is not None and not isinstance(offset, str):
+            raise MalformedMessage("the offset must be a string")
         if not (isinstance(node_id, str) and isinstance(namespace, str) and isinstance(event, str)):
             raise MalformedMessage("node id, namespace and event must be strings")
         if not isinstance(args, list) or not isinstance(skip, list):
@@ -145,6 +154,7 @@ class BroadcastMessage:
             tuple(args),
             None if rooms is None else tuple(rooms),
             tuple(skip),
+            offset,
         )
 
 

@@ -7,7 +7,8 @@ A room is a set of sockets keyed by (namespace, name). A broadcast is built once
 ``SharedBatch``); ``broadcast`` then walks the target sockets and hands the same objects to
 each session. A websocket session writes the prebuilt bytes straight to its socket, one
 ``send`` for the whole batch (see ``transport/_outbox.py``); a polling session queues the
-texts. No per-recipient encoding, copy, task or await.
+texts. No per-recipient encoding, copy, task or await. A socket whose connect handlers are
+still running keeps the texts for after its CONNECT reply (``Socket.hold``).
 
 Sessions that refuse the write (closed, slow consumer) are collected and closed after the
 loop, so the loop never mutates the sets it walks.
@@ -135,6 +136,8 @@ class RoomHub:
         failed: list[EngineSession] = []
         plain = shared.plain
         for socket in sockets:
+            if not socket.connected and socket.hold(texts):
+                continue  # its connect handlers run: the packets follow its CONNECT reply
             session = socket.session
             out = session.out
             if out is not None:

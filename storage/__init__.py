@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ._audit import AuditEntry, AuditRecord
 from ._base import Storage
 from ._common import redact_url
 from ._reads import ReadResult
@@ -39,12 +40,15 @@ from ._records import (
     Tenant,
     Unset,
     User,
+    VersionConflict,
 )
 
 __all__ = [
     "DEFAULT_URL",
     "UNSET",
     "Account",
+    "AuditEntry",
+    "AuditRecord",
     "Conflict",
     "Contact",
     "Conversation",
@@ -62,6 +66,7 @@ __all__ = [
     "Tenant",
     "Unset",
     "User",
+    "VersionConflict",
     "open_storage",
     "sqlite_path",
 ]

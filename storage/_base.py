@@ -47,6 +47,7 @@ from typing import Any
 
 import anyio
 
+from ._audit import AuditEntry, AuditRecord
 from ._reads import ReadResult
 from ._records import (
     UNSET,
@@ -283,12 +284,18 @@ class Storage(ABC):
         *,
         stage: str | None = None,
         assignee_id: str | None | Unset = UNSET,
+        expected_version: int | None = None,
     ) -> Conversation | None:
         """Change the stage and/or assignee; return the updated conversation.
 
         ``stage=None`` leaves the stage; ``assignee_id=UNSET`` leaves the assignee and
         ``assignee_id=None`` clears it. Returns None if the conversation is not the tenant's.
         Raises NotFound if the assignee is not a user of the tenant.
+
+        Every update counts ``version`` one up. With ``expected_version``, the update happens
+        only if the stored version is that one, in the same statement (of two racing updates
+        that saw the same version, exactly one wins); otherwise it raises VersionConflict
+        carrying the current conversation.
         """
 
     @abstractmethod
@@ -556,6 +563,39 @@ class Storage(ABC):
     @abstractmethod
     async def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""
+
+    # -- audit log -------------------------------------------------------------------------
+
+    @abstractmethod
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Store ``records`` (all or none, in one transaction), in order."""
+
+    @abstractmethod
+    async def list_audit(
+        self,
+        tenant_id: str,
+        *,
+        action: str | None = None,
+        user_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[AuditEntry], str | None]:
+        """The tenant's audit rows, newest (last written) first, and the next page's cursor.
+
+        ``action`` / ``user_id`` keep only those rows; ``cursor`` is a previous page's
+        ``nextCursor`` (None: the first page). Raises ValueError for a bad cursor or limit.
+        """
+
+    @abstractmethod
+    async def prune_audit(self, *, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` audit rows written before ``before``; return how many."""
+
+    @abstractmethod
+    async def find_user_id_by_email(self, email: str) -> tuple[str, str] | None:
+        """``(user id, tenant id)`` of the user with ``email`` (any case), or None.
+
+        For the audit log of a failed login: whose account someone tried.
+        """
 
     # -- unread counters -------------------------------------------------------------------
 

@@ -48,6 +48,19 @@ class Conflict(StorageError):
     """A uniqueness rule was broken (duplicate email, phone_number_id, WhatsApp message id)."""
 
 
+class VersionConflict(Conflict):
+    """An update named a version of the conversation that is no longer the current one.
+
+    ``current`` is the conversation as it is now (what the caller should look at again).
+    """
+
+    def __init__(self, current: Conversation) -> None:
+        super().__init__(
+            f"conversation {current.id} is at version {current.version}; reload and retry"
+        )
+        self.current = current
+
+
 class NotFound(StorageError, LookupError):
     """A row the operation needs does not exist (or belongs to another tenant)."""
 
@@ -128,6 +141,8 @@ class Conversation:
     last_inbound_at: datetime | None = None
     """The customer's newest message: WhatsApp's 24-hour window for free-form sends runs
     from it (None: the customer has not written)."""
+    version: int = 0
+    """Counts the changes of stage and assignee (``update_conversation``); 0 when new."""
     inbound_count: int = 0
     """How many messages the customer has sent in it (``record_inbound``): agents' unread
     counters are this minus how many they have read (``Storage.read_conversation``)."""

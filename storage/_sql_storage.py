@@ -20,6 +20,7 @@ from . import _common as c
 from . import _pending as pending
 from . import _rows as r
 from . import _transactions as tx
+from ._audit import AuditStorage
 from ._base import Storage
 from ._dialect import Dialect
 from ._reads import ReadPositionsSQL
@@ -41,6 +42,7 @@ from ._records import (
     Tenant,
     Unset,
     User,
+    VersionConflict,
 )
 from ._steps import Steps, one, rows, single
 
@@ -49,7 +51,7 @@ Mode = Literal["read", "transaction", "autocommit"]
 _RANK: Final = c.STATUS_RANK_SQL
 
 
-class SQLStorage(ReadPositionsSQL, Storage):
+class SQLStorage(ReadPositionsSQL, AuditStorage, Storage):
     """The shared implementation; subclasses supply ``dialect`` and :meth:`_run`."""
 
     dialect: ClassVar[Dialect]
@@ -281,15 +283,32 @@ class SQLStorage(ReadPositionsSQL, Storage):
         *,
         stage: str | None = None,
         assignee_id: str | None | Unset = UNSET,
+        expected_version: int | None = None,
     ) -> Conversation | None:
         changes: dict[str, Any] = {"updated_at": c.utcnow()}
         if stage is not None:
             changes["stage"] = stage
         if assignee_id is not UNSET:
             changes["assignee_id"] = assignee_id
+        if expected_version is not None:
+            return await self._update_conversation_if(
+                changes, tenant_id, conversation_id, expected_version
+            )
         steps = tx.update_conversation(changes, tenant_id, conversation_id)
         row = await self._run(steps, "autocommit")
         return None if row is None else r.conversation(row, self.dialect)
+
+    async def _update_conversation_if(
+        self, changes: dict[str, Any], tenant_id: str, conversation_id: str, expected: int
+    ) -> Conversation | None:
+        steps = tx.update_conversation_if(changes, tenant_id, conversation_id, expected)
+        row, updated = await self._run(steps)
+        if row is None:
+            return None
+        conversation = r.conversation(row, self.dialect)
+        if not updated:
+            raise VersionConflict(conversation)
+        return conversation
 
     async def touch_conversation(self, conversation_id: str, at: datetime) -> None:
         when = c.as_utc(at)

@@ -146,10 +146,11 @@ def update_conversation(
     changes: dict[str, Any], tenant_id: str, conversation_id: str
 ) -> Steps[r.Row | None]:
     """Steps setting ``changes`` (column -> value) on the tenant's conversation; return its
-    CONVERSATION_SELECT row afterwards, or None if the tenant has no such conversation."""
+    CONVERSATION_SELECT row afterwards, or None if the tenant has no such conversation.
+    Every update counts the conversation's version one up."""
     sets = ", ".join(f"{column} = ?" for column in changes)
     yield run(
-        f"UPDATE conversations SET {sets} WHERE tenant_id = ? AND id = ?",
+        f"UPDATE conversations SET {sets}, version = version + 1 WHERE tenant_id = ? AND id = ?",
         *(*changes.values(), tenant_id, conversation_id),
     )
     row: r.Row | None = yield one(
@@ -157,6 +158,29 @@ def update_conversation(
         *(tenant_id, conversation_id),
     )
     return row
+
+
+def update_conversation_if(
+    changes: dict[str, Any], tenant_id: str, conversation_id: str, expected_version: int
+) -> Steps[tuple[r.Row | None, bool]]:
+    """Like :func:`update_conversation`, only while the version is ``expected_version``.
+
+    Returns (row afterwards, True) when it updated, (current row, False) when the version
+    had moved on, (None, False) when the tenant has no such conversation. The version test
+    sits in the UPDATE's WHERE, so two racing updates that saw the same version cannot both
+    win (they serialise on the row).
+    """
+    sets = ", ".join(f"{column} = ?" for column in changes)
+    updated = yield one(
+        f"UPDATE conversations SET {sets}, version = version + 1"
+        " WHERE tenant_id = ? AND id = ? AND version = ? RETURNING id",
+        *(*changes.values(), tenant_id, conversation_id, expected_version),
+    )
+    row: r.Row | None = yield one(
+        f"{r.CONVERSATION_SELECT} WHERE c.tenant_id = ? AND c.id = ?",
+        *(tenant_id, conversation_id),
+    )
+    return row, updated is not None
 
 
 def set_status(

@@ -50,6 +50,23 @@ def _limit(env: Mapping[str, str], name: str, default: str) -> Limit:
         raise ConfigError(f"{name} must be RATE/BURST, e.g. {default!r}; got {raw!r}") from None
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> float:
+    """Seconds of a duration such as ``90d``, ``12h``, ``30m``, ``45s``; a bare number is days."""
+    raw = _get(env, name, default).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _UNITS else "d"
+    number = raw[:-1] if raw[-1:] in _UNITS else raw
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"{name} must be a duration such as 90d, 12h or 0 (forever); got {raw!r}")
+    return value * _UNITS[unit]
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     raw = _get(env, name, choices[0])
     if raw not in choices:
@@ -113,6 +130,11 @@ class Settings:
     rate_api: Limit = Limit(100, 200)
     pending_status_ttl: float = 600.0
     pending_change_ttl: float = 86400.0
+    media_cache_mb: float = 256.0
+    media_dir: str | None = None
+    media_timeout: float = 30.0
+    audit_retention: float = 90 * 86400.0
+    audit_flush_interval: float = 0.5
     demo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -153,6 +175,20 @@ class Settings:
             return self.public_socket_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.socket_port}"
+
+    def media_directory(self) -> str:
+        """Where media live: ``ZAPLINE_MEDIA_DIR``, else next to the SQLite file
+        (``zapline.db`` -> ``zapline-media/``), else ``./zapline-media``."""
+        if self.media_dir:
+            return self.media_dir
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            path = self.database_url[len(prefix) :].split("?", 1)[0]
+            if path and path != ":memory:":
+                folder, _, name = path.rpartition("/")
+                stem = name.rsplit(".", 1)[0] or "zapline"
+                return f"{folder or '.'}/{stem}-media"
+        return "./zapline-media"
 
     def describe_database(self) -> str:
         """The database URL without its password, for logs."""
@@ -240,5 +276,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         rate_api=_limit(env, "ZAPLINE_RATE_API", "100/200"),
         pending_status_ttl=_float(env, "ZAPLINE_PENDING_STATUS_TTL", 600.0),
         pending_change_ttl=_float(env, "ZAPLINE_PENDING_CHANGE_TTL", 86400.0),
+        media_cache_mb=_float(env, "ZAPLINE_MEDIA_CACHE_MB", 256.0),
+        media_dir=env.get("ZAPLINE_MEDIA_DIR") or None,
+        media_timeout=_float(env, "ZAPLINE_MEDIA_TIMEOUT", 30.0),
+        audit_retention=_duration(env, "ZAPLINE_AUDIT_RETENTION", "90d"),
+        audit_flush_interval=_float(env, "ZAPLINE_AUDIT_FLUSH_INTERVAL", 0.5),
         demo=_bool(env, "ZAPLINE_DEMO", profile == "dev"),
     )

@@ -19,9 +19,15 @@ from engine import SocketServer
 from engine.broker import BroadcastMessage, Broker, BrokerStatistics
 from engine.broker_memory import MemoryBroker
 
-__all__ = ["DEFAULT_CHANNEL", "Fanout", "make_broker"]
+__all__ = ["CONTROL_NAMESPACE", "DEFAULT_CHANNEL", "ControlHandler", "Fanout", "make_broker"]
 
 DEFAULT_CHANNEL = "zapline:fanout"
+# Control messages between nodes ride the broker in a namespace no socket can join (Socket.IO
+# namespaces start with "/"): a node that does not know one emits it to nobody.
+CONTROL_NAMESPACE = "\x00zapline"
+
+# (node id, kind, data) of a control message from another node
+ControlHandler = Callable[[str, str, Any], None]
 
 log = logging.getLogger("zapline.fanout")
 
@@ -53,6 +59,29 @@ class Fanout:
         # may route through this object.
         self._local_emit = engine.emit
         self._local_emit_many = engine.emit_many
+        self._control: ControlHandler | None = None
+
+    @property
+    def clustered(self) -> bool:
+        """Whether other nodes may be listening (a real broker, not the single-node one)."""
+        return not isinstance(self.broker, MemoryBroker)
+
+    def on_control(self, handler: ControlHandler) -> None:
+        """Call ``handler(node, kind, data)`` for every control message of another node."""
+        self._control = handler
+
+    def publish_control(self, kind: str, data: Any) -> None:
+        """Send a control message (not an emit: no socket sees it) to every other node.
+
+        Synchronous, never yields; a no-op on a single node. Raises ``TypeError`` if ``data``
+        is not JSON-serialisable.
+        """
+        if self.clustered:
+            self.broker.publish_nowait(
+                BroadcastMessage.for_emit(
+                    self.broker.node_id, kind, (data,), to=(), namespace=CONTROL_NAMESPACE
+                )
+            )
 
     def emit(
         self,
@@ -86,23 +115,30 @@ class Fanout:
         namespace: str = "/",
         defer: bool = False,
         on_written: Callable[[], None] | None = None,
+        offsets: Sequence[str | None] | None = None,
     ) -> int:
         """Emit several ``(event, args)`` on this node in one write per socket, and to the others.
 
         Same arguments as ``SocketServer.emit_many`` (``defer`` and ``on_written`` apply to
-        this node's sockets). Locally
+        this node's sockets; ``offsets`` travel with the messages, one per event). Locally
         every recipient gets the batch in a single write; the other nodes get one broker
         message per event, in order (they arrive over one ordered channel). Synchronous, never
         yields. Returns the number of LOCAL sockets written to. Raises ``TypeError`` if any
-        args are not JSON-serialisable, before anything was sent anywhere.
+        args are not JSON-serialisable, ``ValueError`` if ``offsets`` does not have one entry
+        per event, before anything was sent anywhere.
         """
         node = self.broker.node_id
+        if offsets is not None and len(offsets) != len(events):
+            raise ValueError(f"{len(offsets)} offsets for {len(events)} events")
+        marks: list[str | None] = [None] * len(events) if offsets is None else list(offsets)
         # Read once: ``to`` and ``skip`` may be one-shot iterables, and every message needs them.
         to = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
         skip = (skip,) if isinstance(skip, str) else tuple(skip)
         messages = [
-            BroadcastMessage.for_emit(node, event, args, to=to, skip=skip, namespace=namespace)
-            for event, args in events
+            BroadcastMessage.for_emit(
+                node, event, args, to=to, skip=skip, namespace=namespace, offset=offset
+            )
+            for (event, args), offset in zip(events, marks, strict=True)
         ]
         for message in messages:
             message.encode()  # all or nothing: fail before the first publish
@@ -118,6 +154,7 @@ class Fanout:
             namespace=namespace,
             defer=defer,
             on_written=on_written,
+            offsets=offsets,
         )
 
     def deliver(self, message: BroadcastMessage) -> None:
@@ -125,6 +162,19 @@ class Fanout:
 
         Raises what ``SocketServer.emit`` raises (the broker logs it and carries on).
         """
+        if message.namespace == CONTROL_NAMESPACE:
+            if self._control is not None and message.args:
+                self._control(message.node_id, message.event, message.args[0])
+            return
+        if message.offset is not None:
+            self._local_emit_many(
+                ((message.event, message.args),),
+                to=message.rooms,
+                skip=message.skip,
+                namespace=message.namespace,
+                offsets=(message.offset,),
+            )
+            return
         self._local_emit(
             message.event,
             *message.args,

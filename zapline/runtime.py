@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,11 +26,13 @@ from api.app import create_asgi
 from api.metrics import Metrics
 from api.serve import serve_app
 from desk import Desk, DeskOptions, attach_realtime
+from desk.audit import AuditLog
 from desk.conversations import assign as assign_conversation
 from desk.live import LiveDesk
+from desk.media_cache import MediaCache
 from desk.permissions import may_see
 from desk.ratelimit import RateLimiter
-from desk.sockets import evict_unpermitted
+from desk.sockets import evict_from_room, evict_unpermitted
 from desk.whatsapp import CloudApiClient
 from engine import SocketServer
 from engine.jobs import PriorityJobQueue
@@ -39,9 +42,6 @@ from zapline.demo import demo_instructions, seed_demo
 from zapline.fanout import Fanout, make_broker
 
 log = logging.getLogger("zapline")
-
-# Seconds between full garbage collections (see _collect_cycles).
-FULL_COLLECTION_INTERVAL = 30.0
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Runtime:
     desk: Desk = field(init=False)
     live: LiveDesk = field(init=False)
     limits: RateLimiter = field(init=False)
+    media: MediaCache = field(init=False)
+    audit: AuditLog = field(init=False)
 
     @property
     def emitter(self) -> Fanout:
@@ -88,7 +90,13 @@ class Runtime:
         )
 
     async def assign(
-        self, tenant_id: str, user_id: str, role: str, conversation_id: Any, assignee_id: Any
+        self,
+        tenant_id: str,
+        user_id: str,
+        role: str,
+        conversation_id: Any,
+        assignee_id: Any,
+        expected_version: Any = None,
     ) -> dict[str, Any]:
         """``conversation:assign`` from a socket (``desk.conversations.assign``)."""
         return await assign_conversation(
@@ -101,13 +109,32 @@ class Runtime:
             conversation_id=conversation_id,
             assignee_id=assignee_id,
             evict=self.evict,
+            expected_version=expected_version,
+            audit=self.audit,
         )
 
     def evict(self, conversation: Conversation) -> None:
-        """After an assignment: sockets that may no longer see it leave its room, and the
-        unread counters follow who may see it."""
+        """After an assignment: sockets that may no longer see it leave its room, on every node,
+        and the unread counters follow who may see it."""
         evict_unpermitted(self.engine, conversation, self.settings.agent_sees, self.live)
         self.desk.reads.unread.reassigned(conversation)
+        self.fanout.publish_control(
+            "evict", {"conversationId": conversation.id, "assigneeId": conversation.assignee_id}
+        )
+
+    def from_peer(self, node: str, kind: str, data: Any) -> None:
+        """A control message of another node: an eviction, or presence and viewers."""
+        if kind != "evict":
+            self.live.from_peer(node, kind, data)
+            return
+        conversation_id = data.get("conversationId") if isinstance(data, dict) else None
+        assignee_id = data.get("assigneeId") if isinstance(data, dict) else None
+        if isinstance(conversation_id, str) and (
+            assignee_id is None or isinstance(assignee_id, str)
+        ):
+            evict_from_room(
+                self.engine, conversation_id, assignee_id, self.settings.agent_sees, self.live
+            )
 
     async def readiness(self) -> dict[str, bool]:
         """The readiness checks, each True when healthy."""
@@ -176,13 +203,27 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         runtime = Runtime(
             settings=settings, storage=storage, engine=engine, queue=queue, fanout=fanout
         )
-        runtime.live = LiveDesk(fanout, presence_grace=settings.presence_grace)
+        runtime.live = LiveDesk(
+            fanout,
+            presence_grace=settings.presence_grace,
+            node=fanout.broker.node_id,
+            publish=fanout.publish_control if fanout.clustered else None,
+        )
+        fanout.on_control(runtime.from_peer)
         runtime.limits = RateLimiter(
             per_socket=settings.rate_socket,
             per_agent=settings.rate_agent,
             per_tenant_api=settings.rate_api,
         )
+        runtime.audit = AuditLog(
+            storage,
+            retention=settings.audit_retention,
+            flush_interval=settings.audit_flush_interval,
+        )
         runtime.metrics = Metrics(runtime)  # its collector reads the parts above
+        runtime.media = MediaCache(
+            Path(settings.media_directory()), int(settings.media_cache_mb * 1024 * 1024)
+        )
         runtime.desk = Desk(
             storage=storage,
             emitter=fanout,
@@ -191,6 +232,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 settings.whatsapp_api_url,
                 version=settings.whatsapp_api_version,
                 rate_per_second=settings.send_rate,
+                media_timeout=settings.media_timeout,
             ),
             options=DeskOptions(
                 # One lifecycle record per node, so a second node is not taken for a crash.
@@ -206,6 +248,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 unread_interval=settings.unread_interval,
             ),
             metrics=runtime.metrics,
+            media=runtime.media,
         )
         runtime.desk.register()
         attach_realtime(
@@ -217,6 +260,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             limits=runtime.limits,
             agent_sees=settings.agent_sees,
             assign=runtime.assign,
+            audit=runtime.audit,
             reads=runtime.desk.reads,
         )
         if settings.demo:
@@ -238,6 +282,8 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         await tg.start(runtime.fanout.run)
         await tg.start(runtime.desk.run)
         await tg.start(runtime.live.run)
+        await tg.start(runtime.audit.run)
+        tg.start_soon(runtime.audit.prune_loop)
         tg.start_soon(_prune_limits, runtime.limits)
         api_done = anyio.Event()
 
@@ -260,10 +306,12 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         # Start-up objects (modules, app, routes) never die: freeze them out of the collector
         # and collect less often, so full collections stay short and rare under load (full
         # collections over large heaps were the p99 pauses of python-socketio in the bench).
+        # A full collection then almost never runs, so nothing may rely on one: a closed
+        # connection breaks its own reference cycles (engine/transport/_websocket.py, end())
+        # and is freed by reference counting (tests/engine/test_session_release.py).
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        tg.start_soon(_collect_cycles, FULL_COLLECTION_INTERVAL)
         _print_banner(runtime)
         if ready is not None:
             ready.set()
@@ -282,24 +330,13 @@ async def _run_tree(runtime: Runtime, app: Any, ready: anyio.Event | None) -> No
         api_shutdown.set()
         with anyio.move_on_after(5):
             await api_done.wait()
+        # After the API and the sockets stopped: nothing records any more; write what is left.
+        await runtime.audit.aclose()
         tg.cancel_scope.cancel()
     stats = runtime.engine.stats
     log.info(
         "stopped: %d packets delivered to sockets in %d writes", stats.deliveries, stats.writes
     )
-
-
-async def _collect_cycles(interval: float) -> None:
-    # With the thresholds above a full collection almost never runs on its own, and garbage
-    # in reference cycles that reached the oldest generation stays: every closed websocket
-    # (its EngineSession and WebSocketConn point at each other, and its Outbox holds the
-    # connection's overflow callback) once it lived past a young collection. Measured in
-    # make soak: +13 MB of such garbage in 7 minutes of 10 reconnects/s, 235 closed
-    # connections found after 100 s. One full pass, every ``interval`` seconds, bounds it
-    # to what that many seconds produce; it took ~10 ms with 1000 sockets here.
-    while True:
-        await anyio.sleep(interval)
-        gc.collect()
 
 
 async def _watch_signals(stop: anyio.Event) -> None:

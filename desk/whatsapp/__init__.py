@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ._changes import Change
 from ._cloud import CloudApiClient, CloudApiError, SendResult, build_message
+from ._media import MediaInfo
+from ._media_types import UPLOAD_MAX_BYTES, MediaRule, media_rule, sniff_mismatch
 from ._payload import (
     InboundMessage,
     StatusUpdate,
@@ -26,6 +28,9 @@ __all__ = [
     "CloudApiClient",
     "CloudApiError",
     "InboundMessage",
+    "MediaInfo",
+    "MediaRule",
+    "UPLOAD_MAX_BYTES",
     "SendResult",
     "StatusUpdate",
     "WebhookBatch",
@@ -33,9 +38,11 @@ __all__ = [
     "WrongWebhookObject",
     "build_message",
     "load_json",
+    "media_rule",
     "parse_webhook",
     "phone_number_ids",
     "sign",
+    "sniff_mismatch",
     "new_wamid",
     "status_webhook",
     "text_message_webhook",

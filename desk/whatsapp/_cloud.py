@@ -8,7 +8,9 @@ give each ``rate_per_second / N``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -16,12 +18,12 @@ import anyio
 import httpx
 import orjson
 
-__all__ = ["CloudApiClient", "CloudApiError", "SendResult"]
+from desk.whatsapp import _media
+from desk.whatsapp._errors import CloudApiError, error_from_response
+from desk.whatsapp._media import MediaInfo
 
-# Throughput limits: the same send succeeds once the pace drops. 130429 is the per-number cloud
-# rate limit, 131056 the business/consumer pair limit. Everything else in 4xx is about the
-# request or the recipient (131047: outside the 24 h window) and fails the same way again.
-_RETRYABLE_CODES = frozenset({130429, 131056})
+__all__ = ["CloudApiClient", "CloudApiError", "SendResult", "error_from_response"]
+
 _MEDIA = ("IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "STICKER")
 _CAPTIONED = ("IMAGE", "VIDEO", "DOCUMENT")
 
@@ -32,37 +34,6 @@ class SendResult:
 
     whatsapp_message_id: str
     raw: dict[str, Any]
-
-
-class CloudApiError(Exception):
-    """A send that the Cloud API refused, or that never reached it.
-
-    ``status`` is the HTTP status (0 when no response came back or the request was refused
-    locally), ``code`` Meta's error code when the body had one, ``retryable`` whether the same
-    send may succeed later (429, 5xx, network errors, rate-limit codes), ``details`` Meta's
-    ``error`` object (or what we know instead).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        code: int | None = None,
-        retryable: bool,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, status, code)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.retryable = retryable
-        self.details = details if details is not None else {}
-
-    def __str__(self) -> str:
-        code = f" code {self.code}" if self.code is not None else ""
-        again = "retryable" if self.retryable else "not retryable"
-        return f"Cloud API HTTP {self.status}{code}: {self.message} ({again})"
 
 
 def _invalid(message: str) -> CloudApiError:
@@ -179,8 +150,11 @@ class CloudApiClient:
         rate_per_second: float = 80.0,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        media_timeout: float = 30.0,
     ) -> None:
         self._base = base_url.rstrip("/")
+        # Seconds one media lookup, download or upload may take (ZAPLINE_MEDIA_TIMEOUT).
+        self.media_timeout = media_timeout
         self._version = version.strip("/")
         self._throttle = _Throttle(rate_per_second)
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
@@ -249,6 +223,57 @@ class CloudApiClient:
         if not 200 <= response.status_code < 300:
             _result(response)  # raises the CloudApiError the error body describes
 
+    async def media_info(self, media_id: str, access_token: str | None) -> MediaInfo:
+        """Resolve ``media_id`` to its short-lived URL (``desk.whatsapp._media.media_info``)."""
+        return await _media.media_info(
+            self._http,
+            f"{self._base}/{self._version}",
+            media_id,
+            access_token,
+            seconds=self.media_timeout,
+        )
+
+    async def download_media(
+        self,
+        url: str,
+        access_token: str | None,
+        write: Callable[[bytes], Awaitable[Any]],
+        *,
+        max_bytes: int,
+    ) -> tuple[int, str | None]:
+        """Stream the media at ``url`` into ``write``; return (size, Content-Type).
+
+        Raises CloudApiError (see ``desk.whatsapp._media.download_media``).
+        """
+        return await _media.download_media(
+            self._http, url, access_token, write, seconds=self.media_timeout, max_bytes=max_bytes
+        )
+
+    async def upload_media(
+        self,
+        phone_number_id: str,
+        access_token: str | None,
+        path: Path,
+        *,
+        mime_type: str,
+        filename: str,
+    ) -> str:
+        """Upload the file at ``path`` for ``phone_number_id``; return its media id.
+
+        Waits for the number's throttle like a send. Raises CloudApiError, OSError.
+        """
+        await self._throttle.wait(phone_number_id)
+        return await _media.upload_media(
+            self._http,
+            f"{self._base}/{self._version}",
+            phone_number_id,
+            access_token,
+            path,
+            mime_type=mime_type,
+            filename=filename,
+            seconds=self.media_timeout,
+        )
+
     async def aclose(self) -> None:
         """Close the connection pool; the client cannot send afterwards. Never raises."""
         await self._http.aclose()
@@ -279,16 +304,4 @@ def _result(response: httpx.Response) -> SendResult:
                 details={"body": response.text[:1000]},
             )
         return SendResult(wamid, data)
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        error = {"body": response.text[:1000]}
-    raw_code = error.get("code")
-    try:
-        code = int(raw_code) if raw_code is not None and not isinstance(raw_code, bool) else None
-    except (TypeError, ValueError):
-        code = None
-    message = (
-        error.get("message") if isinstance(error.get("message"), str) else response.reason_phrase
-    )
-    retryable = status == 429 or status >= 500 or code in _RETRYABLE_CODES
-    raise CloudApiError(str(message), status=status, code=code, retryable=retryable, details=error)
+    raise error_from_response(response, data)

@@ -14,6 +14,7 @@ feeds it what it reads (and the time), and writes what it returns.
 
 from __future__ import annotations
 
+from ._clients import takes_offsets
 from ._connection import (
     NEED_DATA,
     AckReceived,
@@ -82,4 +83,5 @@ __all__ = [
     "encode_sio_str",
     "encode_ws",
     "open_packet",
+    "takes_offsets",
 ]

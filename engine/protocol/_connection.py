@@ -161,11 +161,15 @@ class SioConnection:
             return self._events.pop(0)
         return NEED_DATA
 
-    def accept(self, namespace: str, sid: str) -> list[str | bytes]:
+    def accept(self, namespace: str, sid: str, pid: str | None = None) -> list[str | bytes]:
         """Admit the client to ``namespace`` under socket id ``sid``.
 
+        ``pid`` is the private session id of connection state recovery: the client keeps it
+        and sends it back (with its last offset) when it reconnects.
+
         Returns:
-            The CONNECT reply ``{"sid": sid}`` as Engine.IO MESSAGE payloads.
+            The CONNECT reply ``{"sid": sid}``, or ``{"sid": sid, "pid": pid}`` when ``pid``
+            is given, as Engine.IO MESSAGE payloads.
 
         Raises:
             ProtocolError: ``namespace`` is already connected (a second accept is a bug).
@@ -173,7 +177,8 @@ class SioConnection:
         if namespace in self._connected:
             raise ProtocolError(f"namespace {namespace!r} is already connected")
         # Encode first, so a bad namespace leaves the state untouched.
-        reply = encode_sio(SioPacket(SioPacketType.CONNECT, namespace, {"sid": sid}))
+        data = {"sid": sid} if pid is None else {"sid": sid, "pid": pid}
+        reply = encode_sio(SioPacket(SioPacketType.CONNECT, namespace, data))
         self._pending.discard(namespace)
         self._connected.add(namespace)
         return reply

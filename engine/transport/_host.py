@@ -70,8 +70,11 @@ class EngineHost(Protocol):
         """Start ``fn(*args)`` in the host's task group (an outbox's flusher)."""
         ...
 
-    def open_polling(self, remote: str) -> str:
-        """Open a long-polling session for ``remote``; return its OPEN packet (the body)."""
+    def open_polling(self, remote: str, *, takes_offsets: bool = True) -> str:
+        """Open a long-polling session for ``remote``; return its OPEN packet (the body).
+
+        ``takes_offsets`` is what ``engine.protocol.takes_offsets`` said of the request.
+        """
         ...
 
     async def poll(self, sid: str) -> str | EioError:
@@ -90,7 +93,7 @@ class EngineHost(Protocol):
         """Whether a websocket request naming ``sid`` gets its 101 (unknown sid: refused)."""
         ...
 
-    def open_websocket(self, ws: WebSocketConn, remote: str) -> None:
+    def open_websocket(self, ws: WebSocketConn, remote: str, *, takes_offsets: bool = True) -> None:
         """Bind a new websocket-only session to ``ws`` (upgraded, not yet read)."""
         ...
 

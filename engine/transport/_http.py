@@ -27,6 +27,7 @@ import h11
 import orjson
 from wsproto.extensions import PerMessageDeflate
 
+from engine.protocol import takes_offsets
 from engine.transport._frames import accept_key
 from engine.transport._host import EioError
 from engine.transport._io import close_socket, recv_some, send_all
@@ -285,7 +286,7 @@ async def _route(
         if request.method != "GET":
             await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
             return False
-        handshake = host.open_polling(remote)
+        handshake = host.open_polling(remote, takes_offsets=takes_offsets(request.headers, query))
         await _respond(conn, sock, 200, handshake.encode(), _TEXT, cors)
         return False
     if request.method == "GET":
@@ -383,7 +384,7 @@ async def _upgrade(
         threshold=options.compression_threshold,
     )
     if sid is None:
-        host.open_websocket(ws, remote)
+        host.open_websocket(ws, remote, takes_offsets=takes_offsets(request.headers, request.query))
     else:
         host.attach_probe(ws, sid)
     ws.start(bytes(trailing))

@@ -52,6 +52,7 @@ class Outbox:
         "_stall_timeout",
         "closed",
         "stalled",
+        "__weakref__",
     )
 
     def __init__(
@@ -110,6 +111,10 @@ class Outbox:
         """Refuse further writes and drop what is pending (the socket is being closed)."""
         self.closed = True
         self._dropped = True
+        # ``on_overflow`` is never called once closed; dropping it breaks the cycle through
+        # the owner's bound method (connection -> outbox -> connection), so a closed
+        # connection is freed by reference counting, without waiting for a full collection.
+        self._on_overflow = _closed
         if self._pending is not None:
             self._pending.clear()
         self._pending_bytes = 0
@@ -133,8 +138,9 @@ class Outbox:
 
     def _overflow(self) -> None:
         if not self.closed:
+            tell = self._on_overflow  # close() lets go of it
             self.close()
-            self._on_overflow()
+            tell()
 
     async def _flush(self) -> None:
         sock = self._sock
@@ -172,3 +178,7 @@ class Outbox:
                 self._pending_bytes = 0
                 if self.closed:  # finish() was called while we were behind
                     self._shutdown()
+
+
+def _closed() -> None:
+    """The ``on_overflow`` of a closed outbox: there is nobody left to tell."""

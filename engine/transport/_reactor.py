@@ -204,6 +204,7 @@ class Reactor(Generic[C]):
                         # One connection's bug ends that connection, never the loop.
                         log.exception("websocket from %s failed", conn.remote)
                         conn.end("transport error")
+                conn = None  # while waiting, hold no connection that may have ended
         finally:
             self._wait = None
             for conn in list(conns.values()):

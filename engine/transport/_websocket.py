@@ -108,6 +108,7 @@ class WebSocketConn:
         "_linger",
         "_ended",
         "_stats",
+        "__weakref__",
     )
 
     def __init__(
@@ -212,6 +213,9 @@ class WebSocketConn:
         self._reactor.drop(self, self._fd)
         close_socket(self.sock)
         self._reactor.on_end(self, reason)
+        # The host's session points back at this connection: without this link the pair is
+        # freed by reference counting as soon as both are dropped (no full collection).
+        self.session = None
 
     # -- reading (called by the reactor) -----------------------------------------------------
 

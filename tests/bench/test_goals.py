@@ -86,3 +86,43 @@ def test_a_baseline_that_held_nothing_is_said_so() -> None:
     run.append(_saturate("baseline", None, [{"rate": 5, "p99_ms": 119.0, "held": False}]))
     (verdict,) = [v for v in check(run) if v.goal.name == "vs python-socketio"]
     assert verdict.status == "not measured" and "held none" in verdict.detail
+
+
+def test_the_issue_16_goals_read_both_shapes_and_node() -> None:
+    run = _run() + [
+        {"scenario": "saturate", "target": "zapline", "clients": 1000, "tenants": 100,
+         "max_rate_held": 600, "p99_ms": 70.0, "cost_cpu_ms": 1.6, "loadgen_cpu_pct": 30.0},
+        _saturate("node", 500, [{"rate": 500, "p99_ms": 20.0, "held": True}]),
+        {"scenario": "idle", "target": "zapline", "clients": 100, "rate": 10.0,
+         "server_cpu_pct": 3.0},
+        {"scenario": "idle", "target": "node", "clients": 100, "rate": 10.0,
+         "server_cpu_pct": 2.0},
+    ]  # fmt: skip
+    verdicts = {v.goal.name: v for v in check(run)}
+    assert (verdicts["many tenants"].value, verdicts["many tenants"].status) == (600, "NOT met")
+    assert verdicts["CPU per webhook"].value == 1.6
+    assert verdicts["CPU per webhook"].status == "NOT met"
+    assert (verdicts["vs Node (few tenants)"].value, verdicts["vs Node (few tenants)"].status) == (
+        1.6,
+        "NOT met",
+    )  # 800/s against Node's 500/s
+    assert verdicts["idle vs Node"].value == 1.5 and verdicts["idle vs Node"].status == "NOT met"
+
+
+def test_side_by_side_has_a_column_and_a_ratio_per_baseline() -> None:
+    run = [
+        {"scenario": "saturate", "target": "zapline", "clients": 1000, "tenants": 100,
+         "max_rate_held": 600, "median_of": 3},
+        {"scenario": "saturate", "target": "node", "clients": 1000, "tenants": 100,
+         "max_rate_held": 2000, "median_of": 3},
+        {"scenario": "saturate", "target": "baseline", "clients": 1000, "tenants": 100,
+         "max_rate_held": 40, "median_of": 3},
+    ]  # fmt: skip
+    table = side_by_side(run)
+    head = table.splitlines()[0]
+    assert head == (
+        "| step | figure | zapline | node | python-socketio | zapline/node "
+        "| zapline/python-socketio |"
+    )
+    row = "| saturate 1000 clients / 100 tenants (median of 3) | max_rate_held | 600 | 2000 | 40 |"
+    assert row + " 0.3 | 15 |" in table

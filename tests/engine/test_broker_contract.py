@@ -219,13 +219,14 @@ async def test_a_message_arrives_whole(make_broker: BrokerFactory) -> None:
         ({"conversationId": "c1", "x": [1, 2.5, None]}, "é"),
         ("tenant:t1", "conversation:c1"),
         ("sid-1",),
+        "1042",  # a recovery offset
     )
     async with running(a, Inbox()), running(b, at_b):
         a.publish_nowait(sent)
         a.publish_nowait(message(a, "nobody", rooms=()))
         (got, nobody) = await at_b.wait_for(2)
     assert got == sent
-    assert nobody.rooms == ()
+    assert nobody.rooms == () and nobody.offset is None
 
 
 @multi_node
@@ -343,6 +344,7 @@ names = st.text(max_size=12)
     args=st.lists(json_values, max_size=4).map(tuple),
     rooms=st.none() | st.lists(names, max_size=4).map(tuple),
     skip=st.lists(names, max_size=3).map(tuple),
+    offset=st.none() | names,
 )
 def test_codec_round_trips(
     node: str,
@@ -351,9 +353,23 @@ def test_codec_round_trips(
     args: tuple[Any, ...],
     rooms: tuple[str, ...] | None,
     skip: tuple[str, ...],
+    offset: str | None,
 ) -> None:
-    sent = BroadcastMessage(node, namespace, event, args, rooms, skip)
+    sent = BroadcastMessage(node, namespace, event, args, rooms, skip, offset)
     assert BroadcastMessage.decode(sent.encode()) == sent
+
+
+def test_messages_without_an_offset_keep_the_old_wire_form() -> None:
+    old = b'[1,"node-a","/","message:new",[{"id":"m1"}],["tenant:t1"],[]]'
+    decoded = BroadcastMessage.decode(old)
+    assert decoded == BroadcastMessage(
+        "node-a", "/", "message:new", ({"id": "m1"},), ("tenant:t1",)
+    )
+    assert decoded.offset is None and decoded.encode() == old  # a node without offsets reads it
+    marked = BroadcastMessage("node-a", "/", "e", (), None, (), "17").encode()
+    assert marked == b'[1,"node-a","/","e",[],null,[],"17"]'
+    with pytest.raises(MalformedMessage, match="offset must be a string"):
+        BroadcastMessage.decode(b'[1,"node-a","/","e",[],null,[],17]')
 
 
 @given(st.binary(max_size=64) | json_values.map(orjson.dumps))

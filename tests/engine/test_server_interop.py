@@ -103,3 +103,32 @@ async def test_async_client_sees_server_shutdown() -> None:
         with anyio.fail_after(5):
             await gone.wait()
         await client.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])
+async def test_async_client_never_gets_recovery_offsets(transports: list[str]) -> None:
+    """Its one-argument handlers would raise TypeError on an offset appended to the event."""
+    server = _server()
+    async with running(server) as port:
+        client = socketio.AsyncClient(reconnection=False)
+        received: list[object] = []
+
+        def news(data: object) -> None:  # exactly one argument, as most handlers are written
+            received.append(data)
+
+        client.on("news", news)
+        await client.connect(
+            f"http://127.0.0.1:{port}", auth={"token": "good"}, transports=transports
+        )
+        try:
+            (socket,) = server.sockets.values()
+            assert not socket.takes_offsets
+            server.emit_many([("news", ({"n": 1},)), ("news", ({"n": 2},))], to="desk",
+                             offsets=["1", "2"])  # fmt: skip
+            server.emit_many([("news", ({"n": 3},))], to="desk", defer=True, offsets=["3"])
+            assert socket.emit("news", {"n": 4}, offset="4")
+            await wait_until(lambda: len(received) == 4)
+            assert received == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+        finally:
+            await client.disconnect()
+        await wait_until(lambda: not server.sessions)

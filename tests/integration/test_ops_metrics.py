@@ -164,6 +164,8 @@ async def test_the_exposition_parses_and_names_every_documented_metric(
         "zapline_cloud_api_sends",
         "zapline_draining",
         "zapline_tasks",
+        "zapline_stage_seconds",  # the bench's cost ledger (bench/_ledger.py)
+        "zapline_stage_passes",
     }
     assert documented <= now.families, sorted(documented - now.families)
     # the server's own tasks at least (listeners, intake, workers): read on the event loop
@@ -173,7 +175,15 @@ async def test_the_exposition_parses_and_names_every_documented_metric(
     assert now.value("zapline_draining") == 0
     # Bounded cardinality: no label names a tenant, user, socket or message.
     names = {name for (_, labels) in now.samples for name, _ in labels}
-    assert names <= {"transport", "reason", "event", "result", "state", "priority", "le"}, names
+    bounded = {"transport", "reason", "event", "result", "state", "priority", "le", "stage"}
+    assert names <= bounded, names
+    # the cost ledger's stages are a fixed few
+    assert set(now.by_label("zapline_stage_seconds_total", "stage")) <= {
+        "http",
+        "fanout",
+        "inbox_commit",
+        "db_write",
+    }
 
 
 async def test_counters_follow_a_scripted_session(

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from _desk_db import make_database
 from _desk_harness import (
+    JWT_SECRET,
     SocketFactory,
     ZaplineServer,
     auth,
@@ -29,6 +30,7 @@ from _desk_harness import (
     post_webhook,
 )
 
+from desk.auth import issue_token
 from desk.whatsapp import text_message_webhook
 from engine import Socket, SocketServer
 from engine.broker_redis import RedisBroker
@@ -124,6 +126,7 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[tuple[ZaplineServer, Zap
         # Pub/Sub channels are global to a Redis server: keep other suites' nodes out (read
         # once the lead wires the setting; until then both nodes use the default channel).
         "ZAPLINE_BROKER_CHANNEL": f"zapline-test:{uuid.uuid4().hex}",
+        "ZAPLINE_PRESENCE_GRACE": "1",
     }
     nodes = [
         ZaplineServer(database_url=database_url, workdir=tmp_path / name, extra_env=env)
@@ -218,3 +221,68 @@ async def test_fanout_aclose_lets_pending_messages_out(
             await client.disconnect()
     assert received == [{"n": 1}, {"n": 2}]
     assert peer.statistics().received == 2
+
+
+def _user(node: ZaplineServer, tenant_id: str, name: str, role: str) -> tuple[str, str]:
+    """A user of ``tenant_id`` made with the admin CLI; return (user id, token)."""
+    tag = uuid.uuid4().hex[:8]
+    user = node.cli(
+        "user", "create", "--tenant", tenant_id, "--email", f"{tag}@it.example",
+        "--password", "pw", "--name", name, "--role", role,
+    )  # fmt: skip
+    return user["id"], issue_token(JWT_SECRET, user_id=user["id"], tenant_id=tenant_id, role=role)
+
+
+@pytest.mark.postgres
+async def test_presence_viewers_and_evictions_span_the_nodes(
+    cluster: tuple[ZaplineServer, ZaplineServer], sio: SocketFactory, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster
+    tenant = create_tenant(a)  # Ana, an agent: one tab on each node
+    bia_id, bia_token = _user(a, tenant.id, "Bia", "agent")
+    _, boss_token = _user(a, tenant.id, "Boss", "admin")
+    ana = tenant.user_id
+
+    def about_ana(data: Any) -> bool:
+        return bool(data["userId"] == ana)
+
+    bia, bia_events = await sio(a.socket_url, bia_token)
+    ana_a, _ = await sio(a.socket_url, tenant.token)
+    (online,) = await bia_events.wait_for("presence:update", about_ana)
+    assert online["status"] == "online"
+    ana_b, ana_b_events = await sio(b.socket_url, tenant.token)
+    await anyio.sleep(0.5)
+    await ana_a.disconnect()  # her tab on A closes; the one on B holds her online
+    await bia_events.expect_none("presence:update", about_ana, within=3.0)  # grace is 1 s
+    listed = await http.get(f"{a.api_url}/api/presence", headers=auth(bia_token))
+    assert {x["userId"]: x["status"] for x in listed.json()["agents"]}[ana] == "online"
+
+    body = text_message_webhook(phone_number_id=tenant.phone_number_id, wa_id="5511700000777")
+    assert (await post_webhook(http, a, body, secret=tenant.app_secret)).status_code == 200
+    (new,) = await ana_b_events.wait_for("message:new")
+    conversation_id = new["conversationId"]
+    assert (await ana_b.call("conversation:join", conversation_id, timeout=5))["ok"]
+    assert (await bia.call("conversation:join", conversation_id, timeout=5))["ok"]
+    views = await bia_events.wait_for("conversation:viewers", lambda d: len(d["viewers"]) == 2)
+    assert {v["userId"] for v in views[0]["viewers"]} == {ana, bia_id}  # Ana is on node B
+
+    # The boss gives the customer to Bia on node A: Ana's socket on node B leaves the room.
+    moved = await http.patch(
+        f"{a.api_url}/api/conversations/{conversation_id}",
+        json={"assigneeId": bia_id},
+        headers=auth(boss_token),
+    )
+    assert moved.status_code == 200, moved.text
+    alone = await bia_events.wait_for("conversation:viewers", lambda d: len(d["viewers"]) == 1)
+    assert [v["userId"] for v in alone[0]["viewers"]] == [bia_id]
+    assert (await bia.call("typing:start", {"conversationId": conversation_id}, timeout=5))["ok"]
+    await ana_b_events.expect_none("typing", within=0.5)
+
+    await ana_b.disconnect()  # her last tab: offline once, for the cluster
+    (offline,) = await bia_events.wait_for(
+        "presence:update", lambda d: about_ana(d) and d["status"] == "offline", within=10
+    )
+    await bia_events.expect_none(
+        "presence:update", lambda d: about_ana(d) and d["status"] == "offline", within=1.5
+    )
+    assert len(bia_events.named("presence:update", about_ana)) == 2

@@ -105,3 +105,30 @@ def test_the_parser_refuses_what_it_cannot_read() -> None:
     with pytest.raises(ContractSyntaxError, match="no ```ts block"):
         readme_block("## Wire contract\nnothing here\n")
     assert README.is_file()
+
+
+def test_cards_carry_their_version_and_audit_lists_are_declared() -> None:
+    card = {
+        "id": "c1", "tenantId": "t1", "contactId": "k1", "accountId": "a1", "stage": "new",
+        "assigneeId": None, "lastMessageAt": None, "createdAt": "2026-12-03T09:38:15.000Z",
+        "updatedAt": "2026-12-03T09:38:15.000Z", "contact": CONTACT, "windowExpiresAt": None,
+        "version": 3,
+    }  # fmt: skip
+    assert violations(card, "Conversation") == []
+    assert violations({k: v for k, v in card.items() if k != "version"}, "Conversation") != []
+    assert violations({**card, "version": "3"}, "Conversation") != []
+    assert violations({"error": "version conflict", "conversation": card}, "VersionConflict") == []
+    entry = {
+        "id": "1", "tenantId": "t1", "userId": None, "action": "login_failed", "target": None,
+        "details": {"reason": "wrong password"}, "requestId": "r1",
+        "at": "2026-12-03T09:38:15.000Z",
+    }  # fmt: skip
+    assert violations({"entries": [entry], "nextCursor": None}, "AuditList") == []
+    assert violations({**entry, "action": "logged_in"}, "AuditEntry") != []
+
+
+def test_the_readme_declares_exactly_the_audit_actions_the_code_records() -> None:
+    from desk.audit import ACTIONS
+
+    declared = contract()["AuditAction"]
+    assert {option.value for option in declared.options} == ACTIONS

@@ -70,3 +70,39 @@ def test_cors_defaults_to_the_api_origin() -> None:
     assert s.engine_options().cors_origins == ("http://127.0.0.1:4000", "http://localhost:4000")
     star = load_settings({"JWT_SECRET": "s", "ZAPLINE_CORS_ORIGINS": "*"})
     assert star.engine_options().cors_origins == ("*",)
+
+
+def test_media_settings_and_where_the_media_directory_is() -> None:
+    s = load_settings({"ZAPLINE_ENV": "dev"})
+    assert (s.media_cache_mb, s.media_timeout) == (256.0, 30.0)
+    assert s.media_directory() == "./zapline-media"
+    assert (
+        load_settings(
+            {"ZAPLINE_ENV": "dev", "DATABASE_URL": "sqlite:////var/z/desk.db"}
+        ).media_directory()
+        == "/var/z/desk-media"
+    )
+    pg = load_settings({"ZAPLINE_ENV": "dev", "DATABASE_URL": "postgresql://u@h/db"})
+    assert pg.media_directory() == "./zapline-media"
+    given = load_settings(
+        {"ZAPLINE_ENV": "dev", "ZAPLINE_MEDIA_DIR": "/srv/m", "ZAPLINE_MEDIA_CACHE_MB": "0.5"}
+    )
+    assert (given.media_directory(), given.media_cache_mb) == ("/srv/m", 0.5)
+    with pytest.raises(ConfigError, match="ZAPLINE_MEDIA_CACHE_MB"):
+        load_settings({"ZAPLINE_ENV": "dev", "ZAPLINE_MEDIA_CACHE_MB": "lots"})
+
+
+def test_audit_retention_is_a_duration_in_days_by_default() -> None:
+    base = {"JWT_SECRET": "s"}
+    assert load_settings(base).audit_retention == 90 * 86400
+    for raw, seconds in (
+        ("30", 30 * 86400),
+        ("12h", 43200),
+        ("45s", 45),
+        ("0", 0),
+        ("1.5d", 129600),
+    ):
+        assert load_settings({**base, "ZAPLINE_AUDIT_RETENTION": raw}).audit_retention == seconds
+    for bad in ("soon", "-1d", "d"):
+        with pytest.raises(ConfigError, match="ZAPLINE_AUDIT_RETENTION"):
+            load_settings({**base, "ZAPLINE_AUDIT_RETENTION": bad})

@@ -127,3 +127,50 @@ async def test_a_connected_client_gets_every_event_in_order(defer: bool) -> None
     assert received == [(event, list(args)) for event, args in EVENTS]
     assert fanout.statistics().published == 2
     assert fanout.engine.stats.deliveries == 2 and fanout.engine.stats.writes == 1
+
+
+def test_offsets_travel_with_their_events() -> None:
+    broker = RecordingBroker()
+    fanout = Fanout(SocketServer(), broker)
+    assert fanout.emit_many(EVENTS, to="tenant:t1", offsets=["5", None]) == 0
+    assert [m.offset for m in broker.sent] == ["5", None]
+    assert [BroadcastMessage.decode(m.encode()).offset for m in broker.sent] == ["5", None]
+    with pytest.raises(ValueError, match="1 offsets for 2 events"):
+        fanout.emit_many(EVENTS, to="tenant:t1", offsets=["5"])
+    assert len(broker.sent) == 2  # refused before anything was published
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # python-socketio is asyncio-only
+async def test_offsets_reach_clients_that_take_them_on_every_node() -> None:
+    fanout = Fanout(_engine(), MemoryBroker())
+    received: list[tuple[str, list[Any]]] = []
+    client = socketio.AsyncClient(reconnection=False)
+
+    async def any_event(event: str, *data: Any) -> None:
+        received.append((event, list(data)))
+
+    client.on("*", any_event)
+    async with _node(fanout) as port:
+        await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=5)
+        try:
+            (session,) = fanout.engine.sessions.values()
+            assert not session.takes_offsets  # python-engineio: detected at the handshake
+            session.takes_offsets = True  # as a socket.io-client's session would be
+            assert fanout.emit_many(EVENTS, to="tenant:t1", offsets=["5", None]) == 1
+            # A message from another node, with and without an offset.
+            fanout.deliver(
+                BroadcastMessage("node-b", "/", "remote", ({"x": 1},), ("tenant:t1",), (), "6")
+            )
+            fanout.deliver(BroadcastMessage("node-b", "/", "remote", ({"x": 2},), ("tenant:t1",)))
+            with anyio.fail_after(5):
+                while len(received) < 4:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+        finally:
+            await client.disconnect()
+    (_, new_args), (_, updated_args) = EVENTS
+    assert received == [
+        ("message:new", [*new_args, "5"]),
+        ("conversation:updated", list(updated_args)),
+        ("remote", [{"x": 1}, "6"]),
+        ("remote", [{"x": 2}]),
+    ]

@@ -48,6 +48,13 @@ def test_connect_accept_sequence() -> None:
     assert conn.namespaces == frozenset({"/"})
 
 
+def test_accept_with_a_recovery_pid() -> None:
+    conn = SioConnection()
+    feed(conn, '0/admin,{"pid":"p-1","offset":"7"}')
+    reply = conn.accept("/admin", "s-2", pid="p-2")
+    assert reply == ['0/admin,{"sid":"s-2","pid":"p-2"}']  # sid first, as socket.io sends it
+
+
 def test_events_and_acks_after_accept() -> None:
     conn = connected()
     assert feed(conn, '2["conversation:join","c1"]', '212["typing",{"on":true}]', '37["ok"]') == [
