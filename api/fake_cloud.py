@@ -1,7 +1,7 @@
 """A local stand-in for the WhatsApp Cloud API, speaking real HTTP on loopback.
 
-It accepts sends the way Graph does (same paths, bearer token, error shape), remembers them for
-tests, can be told to fail the next N sends, serves and accepts media
+It accepts sends and mark-as-read calls the way Graph does (same paths, bearer token, error
+shape), remembers them for tests, can be told to fail the next N sends, serves and accepts media
 (``api.fake_cloud_media``), and, given a webhook URL, plays WhatsApp's part
 afterwards: it posts ``sent``, ``delivered`` and ``read`` status webhooks for each accepted
 message, in that order, signed like Meta signs them. Asyncio only (Quart on Hypercorn).
@@ -98,12 +98,24 @@ def _invalid_send(body: Any) -> str | None:
     return None
 
 
+def _mark_read(state: _FakeState, phone_number_id: str, body: dict[str, Any]) -> quart.Response:
+    """A mark-as-read call: ``{"messaging_product", "status": "read", "message_id"}``."""
+    if body.get("messaging_product") != "whatsapp" or body.get("status") != "read":
+        return _error(400, 100, "a status update needs messaging_product 'whatsapp', status 'read'")
+    wamid = body.get("message_id")
+    if not isinstance(wamid, str) or not wamid:
+        return _error(400, 131009, "message_id must be the wamid of a received message")
+    state.reads.append({"message_id": wamid, "phone_number_id": phone_number_id})
+    return quart.Response(orjson.dumps({"success": True}), content_type="application/json")
+
+
 @dataclass
 class _FakeState:
     webhook_url: str | None
     app_secret: str | None
     status_delay: float
     sent: list[dict[str, Any]] = field(default_factory=list)
+    reads: list[dict[str, Any]] = field(default_factory=list)  # mark-as-read calls
     fail_count: int = 0
     fail_status: int = 500
     fail_code: int | None = None
@@ -151,7 +163,9 @@ def create_fake_app(
 ) -> quart.Quart:
     """Return a Quart app that behaves like the Cloud API's send endpoint (see module doc).
 
-    Routes: ``POST /<version>/<phone_number_id>/messages``, ``GET /_fake/sent``,
+    Routes: ``POST /<version>/<phone_number_id>/messages`` (a send, or a mark-as-read call
+    ``{"status": "read", "message_id"}``, answered ``{"success": true}``), ``GET /_fake/sent``,
+    ``GET /_fake/reads`` (the mark-as-read calls),
     ``POST /_fake/fail`` ``{"count", "status", "code"}``, ``POST /_fake/statuses-first``
     ``{"count"}`` (the next sends' status webhooks are posted before the send is answered)
     and ``POST /_fake/reset``.
@@ -176,6 +190,8 @@ def create_fake_app(
             body = orjson.loads(await quart.request.get_data())
         except orjson.JSONDecodeError:
             body = None
+        if isinstance(body, dict) and "status" in body:
+            return _mark_read(state, phone_number_id, body)
         problem = _invalid_send(body)
         if problem is not None:
             return _error(400, 100, problem)
@@ -205,6 +221,10 @@ def create_fake_app(
     async def sent() -> dict[str, Any]:
         return {"messages": list(state.sent)}
 
+    @app.get("/_fake/reads")
+    async def reads() -> dict[str, Any]:
+        return {"reads": list(state.reads)}
+
     @app.post("/_fake/fail")
     async def fail() -> tuple[dict[str, Any], int]:
         spec = await quart.request.get_json(silent=True)
@@ -227,6 +247,7 @@ def create_fake_app(
     @app.post("/_fake/reset")
     async def reset() -> dict[str, Any]:
         state.sent.clear()
+        state.reads.clear()
         state.fail_count = 0
         state.statuses_first = 0
         return {"ok": True}

@@ -1,4 +1,4 @@
-"""``POST /api/auth/login``: email + password -> JWT."""
+"""``POST /api/auth/login``: email + password -> JWT; ``GET /api/me``: who the token is."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint, current_app, request
 
 from api.context import runtime_of
-from api.guard import error
+from api.guard import claims, error, require_auth
 from desk.auth import issue_token
 
 log = logging.getLogger("zapline.api")
@@ -60,4 +60,27 @@ async def login() -> Any:
             "email": user.email,
             "name": user.name,
         },
+    }
+
+
+@blueprint.get("/api/me")
+@require_auth
+async def me() -> Any:
+    """The caller: ``{user: {id, tenantId, role, email, name}, totalUnread}`` (404 when the
+    token's user no longer exists)."""
+    runtime = runtime_of(current_app)
+    who = claims()
+    user = await runtime.storage.get_user(who.user_id)
+    if user is None or user.tenant_id != who.tenant_id:
+        return error(404, "user not found")
+    total = await runtime.desk.reads.unread.total(who.tenant_id, who.user_id, who.role)
+    return {
+        "user": {
+            "id": user.id,
+            "tenantId": user.tenant_id,
+            "role": user.role,
+            "email": user.email,
+            "name": user.name,
+        },
+        "totalUnread": total,
     }

@@ -87,7 +87,13 @@ async def list_conversations() -> Any:
         )
     except ValueError as exc:
         return error(400, str(exc))
-    return {"conversations": [conversation_payload(c) for c in items], "nextCursor": cursor}
+    unread = await runtime.desk.reads.unread.unread_counts(who.tenant_id, who.user_id, who.role)
+    return {
+        "conversations": [
+            {**conversation_payload(c), "unreadCount": unread.get(c.id, 0)} for c in items
+        ],
+        "nextCursor": cursor,
+    }
 
 
 @blueprint.get("/api/conversations/<conversation_id>")
@@ -180,6 +186,27 @@ async def update_conversation(conversation_id: str) -> Any:
     if conversation is None:
         return error(404, "conversation not found")
     return {"conversation": conversation_payload(conversation)}
+
+
+@blueprint.post("/api/conversations/<conversation_id>/read")
+@require_auth
+async def read_conversation(conversation_id: str) -> Any:
+    """``{messageId?}`` -> ``{ok: true, unreadCount}``: the caller has read up to that message
+    (everything when absent); their position never moves back. 404 for a conversation the
+    caller may not see, 400 for a message that is not in it."""
+    body = await request.get_json(force=True, silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return error(400, "expected JSON {messageId?}")
+    who = claims()
+    answer = await runtime_of(current_app).desk.reads.read(
+        who.tenant_id, who.user_id, who.role, conversation_id, body.get("messageId")
+    )
+    if answer["ok"]:
+        return answer
+    status = 404 if answer["error"] == "conversation not found" else 400
+    return error(status, answer["error"], **({"field": "messageId"} if status == 400 else {}))
 
 
 class _BadSend(Exception):

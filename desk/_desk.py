@@ -49,7 +49,9 @@ from desk.journal import Journal, announce_card, collect
 from desk.media_cache import MediaCache
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
+from desk.reads import Reads
 from desk.recovery import recover
+from desk.unread import UnreadDesk
 from desk.whatsapp import (
     Change,
     CloudApiClient,
@@ -137,6 +139,9 @@ class Desk:
             poll_interval=0.0 if options.single_node else options.event_poll_interval,
         )
         self.outbound = Outbound(storage, self.journal, queue, cloud, metrics, media)
+        self.reads = Reads(
+            storage, self.journal, queue, cloud, UnreadDesk(storage, emitter, options)
+        )
         self.intake = InboxWriter(
             storage, observe=None if metrics is None else metrics.observe_inbox_commit
         )
@@ -162,6 +167,7 @@ class Desk:
         q.register("inbound", self.handle_inbound)
         q.register("status", self.handle_status, max_attempts=8)
         q.register("send", self.outbound.handle_send)
+        q.register("read_receipt", self.reads.handle_receipt)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run intake, the done-marker and crash recovery until cancelled."""
@@ -169,6 +175,7 @@ class Desk:
             await tg.start(self.journal.run)
             await tg.start(self.intake.run)
             await tg.start(self.inbound.run)
+            await tg.start(self.reads.unread.run)
             tg.start_soon(self._mark_done_loop)
             tg.start_soon(housekeeping.sweep_loop, self)
             if self.options.inbox_retention > 0:
@@ -358,6 +365,8 @@ class Desk:
         # commit (they are for other conversations: a conversation's jobs run one at a time).
         result = await self.inbound.submit(record)
         self.journal.publish(told)
+        if result.message_created and record.direction == "inbound":
+            self.reads.unread.inbound(result.conversation)  # counted once: replays are not new
         if result.message_created and not is_newest(result.conversation, result.message):
             await announce_card(self.storage, self.journal, result.conversation)
         self._finished(inbox_id)

@@ -107,3 +107,7 @@ class DeskOptions:
     single_node: bool = True
     # With several nodes: seconds between two polls of the log for the others' events.
     event_poll_interval: float = 0.05
+    # Which conversations an ``agent`` sees (``desk.permissions``): whose unread counters move.
+    agent_sees: str = "assigned_and_unassigned"
+    # Seconds an agent's unread:update events are gathered into one write (0: next turn).
+    unread_interval: float = 0.5

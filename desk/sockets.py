@@ -22,6 +22,7 @@ from desk.contract import conversation_room, tenant_room, user_room
 from desk.live import LiveDesk
 from desk.permissions import may_see, sees_everything, supervisors_room
 from desk.ratelimit import RateLimiter
+from desk.reads import Reads
 from desk.resume import Resumer
 from engine import ConnectionRefused, Socket, SocketServer
 from storage import Conversation
@@ -50,6 +51,7 @@ def attach_realtime(
     assign: Assign | None = None,
     resume: Resumer | None = None,
     audit: AuditSink | None = None,
+    reads: Reads | None = None,
 ) -> None:
     """Register the contract's handlers on ``server``.
 
@@ -68,6 +70,10 @@ def attach_realtime(
     Every client event is served under a request id of its own (``desk.logcontext``), which
     its log lines and audit rows carry. With ``audit``, a denied join and a disconnect for
     flooding are recorded there.
+
+    With ``reads``, ``conversation:read {conversationId, messageId?}`` moves the agent's read
+    position (ack ``{ok, unreadCount}``) and every socket counts its agent's unread messages
+    (``desk.unread``: ``unread:update`` to ``user:{id}``).
     """
 
     def on(event: str) -> Callable[[Handler], Handler]:
@@ -150,6 +156,8 @@ def attach_realtime(
             )
         if live is not None:
             live.connected(socket.id, claims.tenant_id, claims.user_id)
+        if reads is not None:
+            reads.unread.register(claims.tenant_id, claims.user_id, claims.role)
 
     async def _checked_conversation(socket: Socket, conversation_id: Any) -> str | dict[str, Any]:
         logs.socket_id.set(socket.id)
@@ -229,6 +237,23 @@ def attach_realtime(
         @server.on_disconnect("/")
         def ended(socket: Socket, reason: str) -> None:
             resume.disconnected(socket)
+
+    if reads is not None:
+
+        @on("conversation:read")
+        async def read_conversation(socket: Socket, body: Any = None) -> dict[str, Any]:
+            if isinstance(body, str):
+                body = {"conversationId": body}
+            if not isinstance(body, dict):
+                return {"ok": False, "error": "expected {conversationId, messageId?}"}
+            data = socket.data
+            return await reads.read(
+                data["tenantId"],
+                data["userId"],
+                data["role"],
+                body.get("conversationId"),
+                body.get("messageId"),
+            )
 
     if live is None:
         return

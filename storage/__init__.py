@@ -22,6 +22,7 @@ from ._audit import AuditEntry, AuditRecord
 from ._base import Storage
 from ._common import redact_url
 from ._events import LoggedEvent
+from ._reads import ReadResult
 from ._records import (
     UNSET,
     Account,
@@ -60,6 +61,7 @@ __all__ = [
     "Message",
     "MessageChange",
     "NotFound",
+    "ReadResult",
     "Storage",
     "StorageError",
     "StorageUnavailable",

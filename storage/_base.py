@@ -40,7 +40,7 @@ together with the ``inbox_mark`` that follows it, and the inbox replay redoes it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -49,6 +49,7 @@ import anyio
 
 from . import _events as ev
 from ._audit import AuditEntry, AuditRecord
+from ._reads import ReadResult
 from ._records import (
     UNSET,
     Account,
@@ -358,8 +359,8 @@ class Storage(ABC):
         stores an echo of what the business sent from the WhatsApp Business app, status
         "SENT", applying a status kept for its id) and, only
         when the message is new, ``touch_conversation(conversation.id, timestamp)`` (which
-        here also moves ``last_inbound_at``, the customer's newest message, never back, for
-        an inbound message) and
+        here also moves ``last_inbound_at``, the customer's newest message, never back, and
+        adds one to ``inbound_count``, for an inbound message) and
         the changes kept for it (``apply_message_change``) — but all
         or nothing, in one commit. Idempotent on (tenant, ``whatsapp_message_id``): a replay
         returns the stored message with ``message_created`` False and leaves the
@@ -666,3 +667,55 @@ class Storage(ABC):
 
         For the audit log of a failed login: whose account someone tried.
         """
+
+    # -- unread counters -------------------------------------------------------------------
+
+    @abstractmethod
+    async def read_conversation(
+        self,
+        tenant_id: str,
+        user_id: str,
+        conversation_id: str,
+        message_id: str | None = None,
+        *,
+        describe: Callable[[list[Message]], Sequence[ev.LoggedEvent]] | None = None,
+    ) -> ReadResult | None:
+        """Move ``user_id``'s read position in the conversation forward, never back; return
+        what was done (``ReadResult``), or None if the conversation is not the tenant's.
+        ``describe(read)`` gives the events of the messages it turned READ, logged in the
+        same transaction.
+
+        ``message_id`` None reads everything stored now; else the customer's messages up to
+        that message (by timestamp, then id). In the same transaction the customer's messages
+        covered that are still DELIVERED become READ (``ReadResult.read``: a second reader
+        finds none). Raises NotFound for a message that is not in the conversation, and
+        StorageError if the user is not the tenant's. The caller checks permissions.
+        """
+
+    @abstractmethod
+    async def unread_conversations(
+        self, tenant_id: str, user_id: str, *, visible_to: str | None = None
+    ) -> list[tuple[str, int, int]]:
+        """The tenant's conversations where ``user_id`` has unread customer messages, as
+        (conversation id, inbound_count, position); ``visible_to`` keeps only those
+        assigned to that user or to nobody. One query (the unread counters' initial load)."""
+
+    @abstractmethod
+    async def unread_conversations_of(
+        self, tenant_id: str, user_ids: Sequence[str], *, visible_only: bool
+    ) -> list[tuple[str, str, int, int]]:
+        """``unread_conversations`` for several users of the tenant in ONE query, as (user
+        id, conversation id, inbound_count, position); ``visible_only`` applies each user's
+        ``visible_to``. An id that is not a user of the tenant has no rows."""
+
+    @abstractmethod
+    async def read_positions(
+        self, tenant_id: str, conversation_id: str
+    ) -> tuple[int, dict[str, int]] | None:
+        """The conversation's inbound_count and every reader's position (user id -> position;
+        a user without one has read nothing), or None if it is not the tenant's."""
+
+    @abstractmethod
+    async def set_read_receipts(self, tenant_id: str, account_id: str, enabled: bool) -> bool:
+        """Turn marking customer messages read on WhatsApp on or off for one account (on for
+        a new one); return False if the tenant has no such account."""

@@ -148,6 +148,9 @@ class Conversation:
     from it (None: the customer has not written)."""
     version: int = 0
     """Counts the changes of stage and assignee (``update_conversation``); 0 when new."""
+    inbound_count: int = 0
+    """How many messages the customer has sent in it (``record_inbound``): agents' unread
+    counters are this minus how many they have read (``Storage.read_conversation``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,15 +31,15 @@ MESSAGE_COLS: Final = f"{MESSAGE_INSERT_COLS}, reactions, edited_at, deleted_at"
 MESSAGE_WIDTH: Final = 16
 CONVERSATION_COLS: Final = (
     "id, tenant_id, contact_id, account_id, stage, assignee_id, last_message_at, created_at,"
-    " updated_at, last_inbound_at, version"
+    " updated_at, last_inbound_at, version, inbound_count"
 )
 INBOX_COLS: Final = "id, body, received_at, state, attempts, error"
 DEAD_LETTER_COLS: Final = "id, kind, payload, error, created_at"
-# A conversation with its contact's phone number and name (the last two columns).
+# A conversation with its contact's phone number and name (columns 11 and 12).
 CONVERSATION_SELECT: Final = (
     "SELECT c.id, c.tenant_id, c.contact_id, c.account_id, c.stage, c.assignee_id,"
     " c.last_message_at, c.created_at, c.updated_at, c.last_inbound_at, c.version,"
-    " k.phone_number, k.name"
+    " k.phone_number, k.name, c.inbound_count"
     " FROM conversations c JOIN contacts k ON k.id = c.contact_id"
 )
 
@@ -84,12 +84,14 @@ def conversation_of(row: Row, who: Contact, d: Dialect) -> Conversation:
         contact=who,
         last_inbound_at=None if row[9] is None else d.time(row[9]),
         version=int(row[10]),
+        inbound_count=int(row[11]),
     )
 
 
 def conversation(row: Row, d: Dialect) -> Conversation:
     """Return the Conversation (with its contact) of a CONVERSATION_SELECT row."""
-    return conversation_of(row, Contact(row[2], row[1], row[11], row[12]), d)
+    # Its contact's columns come before inbound_count, which conversation_of reads at 11.
+    return conversation_of((*row[:11], row[13]), Contact(row[2], row[1], row[11], row[12]), d)
 
 
 def message(row: Row, d: Dialect) -> Message:

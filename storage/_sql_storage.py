@@ -24,6 +24,7 @@ from . import _transactions as tx
 from ._audit import AuditStorage
 from ._base import Storage
 from ._dialect import Dialect
+from ._reads import ReadPositionsSQL
 from ._records import (
     INBOX_STATES,
     UNSET,
@@ -51,7 +52,7 @@ Mode = Literal["read", "transaction", "autocommit"]
 _RANK: Final = c.STATUS_RANK_SQL
 
 
-class SQLStorage(AuditStorage, Storage):
+class SQLStorage(ReadPositionsSQL, AuditStorage, Storage):
     """The shared implementation; subclasses supply ``dialect`` and :meth:`_run`."""
 
     dialect: ClassVar[Dialect]

@@ -39,9 +39,11 @@ TOUCH_CONVERSATION: Final = (
     " ELSE last_message_at END WHERE id = ?"
 )
 # Parameters: updated_at, then the customer's message time four times, then the id: the
-# same as TOUCH_CONVERSATION, and the customer service window starts again.
+# same as TOUCH_CONVERSATION, and the customer service window starts again; the customer's
+# message count (the agents' unread counters) goes up in the same statement.
 TOUCH_CONVERSATION_INBOUND: Final = (
-    "UPDATE conversations SET updated_at = ?, last_message_at = CASE"
+    "UPDATE conversations SET updated_at = ?, inbound_count = inbound_count + 1,"
+    " last_message_at = CASE"
     " WHEN last_message_at IS NULL OR last_message_at < ? THEN ?"
     " ELSE last_message_at END, last_inbound_at = CASE"
     " WHEN last_inbound_at IS NULL OR last_inbound_at < ? THEN ?"

@@ -177,6 +177,17 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_account_read_receipts(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(storage: Any) -> Any:
+        enabled = args.state == "on"
+        if not await storage.set_read_receipts(args.tenant, args.account, enabled):
+            raise LookupError(f"tenant {args.tenant!r} has no account {args.account!r}")
+        return {"accountId": args.account, "readReceipts": enabled}
+
+    _print_json(_with_storage(settings, go))
+    return 0
+
+
 def cmd_account_add(args: argparse.Namespace, settings: Settings) -> int:
     async def go(storage: Any) -> Any:
         if await storage.get_tenant(args.tenant) is None:
@@ -293,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-secret")
     p.add_argument("--access-token")
     p.set_defaults(fn=cmd_account_add)
+
+    p = account.add_parser("read-receipts", help="mark customer messages read on WhatsApp?")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--account", required=True, help="the account id")
+    p.add_argument("state", choices=["on", "off"])
+    p.set_defaults(fn=cmd_account_read_receipts)
 
     p = sub.add_parser("fake-whatsapp", help="serve a local fake of the WhatsApp Cloud API")
     p.add_argument("--host", default="127.0.0.1")

@@ -60,6 +60,9 @@ class Fanout:
         self._local_emit = engine.emit
         self._local_emit_many = engine.emit_many
         self._control: ControlHandler | None = None
+        # The plain single-node broker has nobody to reach: emits skip it (and its encoding,
+        # a second JSON encoding of every event). Subclasses (tests' recorders) still get them.
+        self._solo = type(broker) is MemoryBroker
 
     @property
     def clustered(self) -> bool:
@@ -98,6 +101,8 @@ class Fanout:
         ``args`` are not JSON-serialisable (binary arguments cannot cross nodes), before
         anything was sent anywhere.
         """
+        if self._solo:
+            return self._local_emit(event, *args, to=to, skip=skip, namespace=namespace)
         message = BroadcastMessage.for_emit(
             self.broker.node_id, event, args, to=to, skip=skip, namespace=namespace
         )
@@ -127,6 +132,16 @@ class Fanout:
         args are not JSON-serialisable, ``ValueError`` if ``offsets`` does not have one entry
         per event, before anything was sent anywhere.
         """
+        if self._solo:
+            return self._local_emit_many(
+                events,
+                to=to,
+                skip=skip,
+                namespace=namespace,
+                defer=defer,
+                on_written=on_written,
+                offsets=offsets,
+            )
         node = self.broker.node_id
         if offsets is not None and len(offsets) != len(events):
             raise ValueError(f"{len(offsets)} offsets for {len(events)} events")

@@ -116,8 +116,10 @@ class Runtime:
         )
 
     def evict(self, conversation: Conversation) -> None:
-        """After an assignment: sockets that may no longer see it leave its room, on every node."""
+        """After an assignment: sockets that may no longer see it leave its room, on every node,
+        and the unread counters follow who may see it."""
         evict_unpermitted(self.engine, conversation, self.settings.agent_sees, self.live)
+        self.desk.reads.unread.reassigned(conversation)
         self.fanout.publish_control(
             "evict", {"conversationId": conversation.id, "assigneeId": conversation.assignee_id}
         )
@@ -245,6 +247,8 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 pending_status_ttl=settings.pending_status_ttl,
                 pending_change_ttl=settings.pending_change_ttl,
                 single_node=not settings.redis_url,
+                agent_sees=settings.agent_sees,
+                unread_interval=settings.unread_interval,
             ),
             metrics=runtime.metrics,
             local_emitter=engine,
@@ -269,6 +273,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
             assign=runtime.assign,
             resume=runtime.resume,
             audit=runtime.audit,
+            reads=runtime.desk.reads,
         )
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)

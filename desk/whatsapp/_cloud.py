@@ -192,6 +192,37 @@ class CloudApiClient:
             ) from exc
         return _result(response)
 
+    async def mark_read(
+        self, phone_number_id: str, access_token: str | None, whatsapp_message_id: str
+    ) -> None:
+        """Mark a customer's message (and the earlier ones of the chat) read on WhatsApp.
+
+        ``POST /<version>/<phone_number_id>/messages`` with ``{"messaging_product":
+        "whatsapp", "status": "read", "message_id": <wamid>}``, after this number's throttle,
+        like a send. Raises CloudApiError (retryable as for sends).
+        """
+        payload = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": whatsapp_message_id,
+        }
+        url = f"{self._base}/{self._version}/{quote(phone_number_id, safe='')}/messages"
+        headers = {"Content-Type": "application/json"}
+        if access_token:
+            headers["Authorization"] = f"Bearer {access_token}"
+        await self._throttle.wait(phone_number_id)
+        try:
+            response = await self._http.post(url, content=orjson.dumps(payload), headers=headers)
+        except httpx.TransportError as exc:
+            raise CloudApiError(
+                f"no response from the Cloud API: {exc!r}",
+                status=0,
+                retryable=True,
+                details={"exception": _type_name(exc)},
+            ) from exc
+        if not 200 <= response.status_code < 300:
+            _result(response)  # raises the CloudApiError the error body describes
+
     async def media_info(self, media_id: str, access_token: str | None) -> MediaInfo:
         """Resolve ``media_id`` to its short-lived URL (``desk.whatsapp._media.media_info``)."""
         return await _media.media_info(

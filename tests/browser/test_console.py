@@ -286,9 +286,14 @@ def test_older_messages_load_on_scroll(
         customer_writes(http, zapline, tenant, f"mensagem {i:02d}", phone=phone, timestamp=base + i)
     page = new_context().new_page()
     login(page, zapline, tenant.email, tenant.password)
-    card(page, phone).locator(".badge").wait_for(state="hidden")
+    # The server counts the 45 unread messages (GET /api/conversations' unreadCount), and
+    # opening the thread reads them (conversation:read -> unread:update 0).
+    badge = card(page, phone).locator(".badge")
+    badge.wait_for()
+    assert badge.inner_text() == "45"
     card(page, phone).click()
     page.locator(".msg", has_text="mensagem 44").wait_for()
+    badge.wait_for(state="hidden")
     assert page.locator(".msg").count() == 30
     page.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
     page.locator(".msg", has_text="mensagem 00").wait_for()

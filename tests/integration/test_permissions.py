@@ -76,6 +76,7 @@ async def test_no_socket_receives_what_its_role_may_not_see(
         assert (await client.call("conversation:join", conversation_id, timeout=5))["ok"]
     await y.call("typing:start", {"conversationId": conversation_id}, timeout=5)
     await x_events.wait_for("typing")
+    await y_events.wait_for("unread:update")  # Y counts the unassigned conversation's message
 
     # The admin gives it to X: Y is told it left, then sees nothing more of it.
     marks = {
@@ -112,7 +113,10 @@ async def test_no_socket_receives_what_its_role_may_not_see(
     await y_events.expect_none("message:new", within=1.0)
 
     after_y = about(y_events, conversation_id, marks["y"])
-    assert after_y == ["conversation:updated"], after_y
+    # The card leaves Y's board, and its unread message leaves Y's counters; nothing after.
+    assert after_y == ["conversation:updated", "unread:update"], after_y
+    (dropped,) = y_events.named("unread:update")[-1:]
+    assert (dropped["unreadCount"], dropped["totalUnread"]) == (0, 0)
     assert "message:status-update" in about(admin_events, conversation_id, marks["a"])
     leaked = [name for name, _ in z_events.events if name != "connect"]
     assert leaked == [], f"another tenant received {leaked}"
