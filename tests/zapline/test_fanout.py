@@ -125,7 +125,7 @@ async def test_a_connected_client_gets_every_event_in_order(defer: bool) -> None
         finally:
             await client.disconnect()
     assert received == [(event, list(args)) for event, args in EVENTS]
-    assert fanout.statistics().published == 2
+    assert fanout.statistics().published == 0  # one node: nobody to publish to
     assert fanout.engine.stats.deliveries == 2 and fanout.engine.stats.writes == 1
 
 
