@@ -308,6 +308,7 @@ class Resumer:
 def _offset(value: Any, default: int) -> int | None:
     if value is None:
         return default
-    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+    # ASCII only: str.isdigit() also takes "²" (which int() refuses) and fullwidth digits.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
         return int(value)
     return None
