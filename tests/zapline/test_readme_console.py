@@ -47,3 +47,14 @@ def test_the_readme_names_no_console_emit_the_console_does_not_send() -> None:
     assert named <= _console_emits(), (
         f"README says the console emits {sorted(named - _console_emits())}"
     )
+
+
+def test_the_readme_names_the_stage_values_of_the_console_columns() -> None:
+    # The columns are labelled New, In progress, Waiting, Resolved; an API user who PATCHes
+    # "in_progress" gets a fifth column, so the README says which values they are.
+    store = (ROOT / "api" / "console" / "store.js").read_text(encoding="utf-8")
+    declared = re.search(r"export const STAGES = \[([^\]]*)\]", store)
+    assert declared
+    stages = re.findall(r"""["']([\w-]+)["']""", declared.group(1))
+    board = _console_section().split("- **Board**", 1)[1].split("\n- ", 1)[0]
+    assert all(f"`{stage}`" in board for stage in stages), (stages, board)
