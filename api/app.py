@@ -69,7 +69,8 @@ def create_app(runtime: ApiServices) -> Quart:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Any:
-        response = jsonify({"error": exc.description or exc.name, "status": exc.code})
+        # An ApiError like the API's own (README): the status is the response's, not a field.
+        response = jsonify({"error": exc.description or exc.name})
         response.status_code = exc.code or 500
         return response
 

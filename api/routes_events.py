@@ -22,7 +22,8 @@ def _whole(name: str, default: int, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII only: str.isdigit() also takes "²" (which int() refuses) and fullwidth digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     value = int(raw)
     return value if low <= value <= high else None

@@ -57,6 +57,9 @@ ACTIONS: frozenset[str] = frozenset(
     }
 )
 
+# The longest target kept (characters); a longer one is cut, ending in an ellipsis.
+MAX_TARGET = 256
+
 _MEDIA = frozenset({"IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "STICKER"})
 
 
@@ -129,6 +132,10 @@ class AuditLog:
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}")
+        if target is not None and len(target) > MAX_TARGET:
+            # A target can carry what a client sent (a socket's conversation id, a path):
+            # kept recognisable, never stored at whatever size it came.
+            target = target[: MAX_TARGET - 1] + "…"
         self._buffer.append(
             AuditRecord(
                 tenant_id=tenant_id,

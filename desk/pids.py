@@ -29,6 +29,7 @@ class PidClaims:
     user_id: str
     issued_at: int
     seq: int
+    socket_id: str  # the socket's id when the pid was issued: a recovered socket takes it back
 
 
 def _key(secret: str) -> bytes:
@@ -43,9 +44,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_pid(secret: str, tenant_id: str, user_id: str, seq: int) -> str:
-    """A new pid for ``user_id`` of ``tenant_id`` whose socket joined after ``seq``."""
-    body = f"{tenant_id}|{user_id}|{int(time.time())}|{seq}|{secrets.token_hex(6)}".encode()
+def issue_pid(
+    secret: str, tenant_id: str, user_id: str, seq: int, socket_id: str | None = None
+) -> str:
+    """A new pid for ``user_id`` of ``tenant_id`` whose socket ``socket_id`` joined after
+    ``seq`` (the id also makes two pids of one second differ; random when not given)."""
+    sid = socket_id if socket_id and "|" not in socket_id else secrets.token_urlsafe(15)
+    body = f"{tenant_id}|{user_id}|{int(time.time())}|{seq}|{sid}".encode()
     mac = hmac.new(_key(secret), body, hashlib.sha256).digest()[:_MAC_BYTES]
     return f"{_VERSION}.{_b64(body)}.{_b64(mac)}"
 
@@ -63,7 +68,7 @@ def read_pid(secret: str, pid: str) -> PidClaims | None:
     if not hmac.compare_digest(mac, expected):
         return None
     try:
-        tenant_id, user_id, issued, seq, _ = body.decode().split("|")
-        return PidClaims(tenant_id, user_id, int(issued), int(seq))
+        tenant_id, user_id, issued, seq, socket_id = body.decode().split("|")
+        return PidClaims(tenant_id, user_id, int(issued), int(seq), socket_id)
     except ValueError:
         return None

@@ -41,6 +41,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from desk import logcontext as logs
 from desk.journal import Journal
 from desk.pids import issue_pid, read_pid
 from engine import ConnectionRefused, Socket
@@ -121,7 +122,9 @@ class Resumer:
         for room in rooms:
             socket.join(room)
         if takes:
-            socket.pid = issue_pid(self._secret, tenant_id, user_id, self.journal.last(tenant_id))
+            socket.pid = issue_pid(
+                self._secret, tenant_id, user_id, self.journal.last(tenant_id), socket.id
+            )
             self._start(socket.pid, tenant_id, user_id, set())
         if reason is not None:
             log.info("socket %s not recovered (%s): resync required", socket.id, reason)
@@ -174,6 +177,8 @@ class Resumer:
                 break
         # From here to the end: no await. The journal cannot emit in between, so the
         # replay ends exactly where the live stream starts.
+        if socket.take_id(claims.socket_id):  # socket.io gives a recovered socket its old id
+            logs.socket_id.set(socket.id)
         for room in joined:
             socket.join(room)
         socket.pid = pid
@@ -308,6 +313,7 @@ class Resumer:
 def _offset(value: Any, default: int) -> int | None:
     if value is None:
         return default
-    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+    # ASCII only: str.isdigit() also takes "²" (which int() refuses) and fullwidth digits.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
         return int(value)
     return None

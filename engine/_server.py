@@ -314,6 +314,8 @@ class SocketServer:
                     reply = session.sio.refuse(namespace, refusal[0])
                 session.send_message(reply)
             return
+        if socket.id in self.sockets:  # two reconnects took one id back: the first keeps it
+            socket.id = new_id()
         socket.connected = True
         session.sockets[namespace] = socket
         self.sockets[socket.id] = socket
@@ -375,6 +377,11 @@ class SocketServer:
     def leave_room(self, socket: Socket, room: str) -> None:
         """Remove ``socket`` from ``room`` (idempotent)."""
         self.rooms.leave(socket, room)
+
+    def socket_id_free(self, sid: str) -> bool:
+        """Whether no connected socket has the id ``sid`` (a connecting one has its own,
+        fresh, unless it took this one back: then the first to be accepted keeps it)."""
+        return sid not in self.sockets
 
     def flush_deferred(self) -> None:
         """Write every deferred emit parked so far, now; never yields."""

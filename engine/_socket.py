@@ -7,6 +7,7 @@ graph.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +18,10 @@ from engine.protocol import SioPacket, SioPacketType, encode_sio
 
 if TYPE_CHECKING:
     from engine._session import EngineSession
+
+
+# What a socket id looks like (``engine._engine.new_id``): a taken-back id must be one.
+_SID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 class SocketOwner(Protocol):
@@ -36,6 +41,10 @@ class SocketOwner(Protocol):
 
     def flush_deferred(self) -> None:
         """Write the deferred emits parked so far (a direct emit must not overtake them)."""
+        ...
+
+    def socket_id_free(self, sid: str) -> bool:
+        """Whether no connected socket has the id ``sid``."""
         ...
 
 
@@ -93,6 +102,18 @@ class Socket:
     def transport(self) -> str:
         """The Engine.IO transport currently in use."""
         return self.session.transport
+
+    def take_id(self, sid: str) -> bool:
+        """Take ``sid`` as this socket's id (a recovered session's), before it is accepted and
+        has joined a room; return False (keeping its own) when ``sid`` is in use or malformed."""
+        if self.connected or self.rooms or not _SID.fullmatch(sid or ""):
+            return False
+        if sid == self.id:
+            return True
+        if not self.server.socket_id_free(sid):
+            return False
+        self.id = sid
+        return True
 
     @property
     def takes_offsets(self) -> bool:

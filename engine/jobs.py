@@ -49,6 +49,7 @@ import anyio
 import anyio.abc
 
 __all__ = [
+    "ExpectedError",
     "Handler",
     "Job",
     "PermanentError",
@@ -98,6 +99,16 @@ class QueueClosed(Exception):
 
 class PermanentError(Exception):
     """Raised by a handler to send its job straight to the dead letters, without retries."""
+
+
+class ExpectedError(Exception):
+    """A failure the handler expects (a remote service refused or timed out): the queue logs
+    its retries and its burial in one line with the message, without a traceback."""
+
+
+def _trace(exc: BaseException) -> BaseException | None:
+    # What the queue's log lines carry as exc_info: nothing for an expected failure.
+    return None if isinstance(exc, ExpectedError) else exc
 
 
 @dataclass(frozen=True)
@@ -426,12 +437,13 @@ class PriorityJobQueue:
         ceiling = min(self._max_delay, self._base_delay * 2 ** (job.attempts - 1))
         delay = random.uniform(0.0, ceiling)
         logger.warning(
-            "job %s (%s) failed on attempt %d; retrying in %.3fs",
+            "job %s (%s) failed on attempt %d (%s); retrying in %.3fs",
             job.id,
             job.kind,
             job.attempts,
+            exc,
             delay,
-            exc_info=exc,
+            exc_info=_trace(exc),
         )
         self._retried += 1
         self._waiting_retry += 1
@@ -475,11 +487,12 @@ class PriorityJobQueue:
     async def _bury(self, job: Job, exc: BaseException) -> None:
         self._dead += 1
         logger.error(
-            "job %s (%s) is dead after %d attempt(s)",
+            "job %s (%s) is dead after %d attempt(s): %s",
             job.id,
             job.kind,
             job.attempts,
-            exc_info=exc,
+            exc,
+            exc_info=_trace(exc),
         )
         try:
             if self._on_dead_letter is not None:

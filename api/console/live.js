@@ -3,8 +3,9 @@
 //
 // States: connecting (first connect), connected, reconnecting (the client's exponential
 // backoff after a lost connection), offline (the browser says there is no network). After a
-// reconnect the server did not recover (socket.recovered === false: Zapline has no session
-// recovery yet, so every reconnect today) or on resync:required, onResync refetches what the
+// reconnect the server did not recover (socket.recovered === false: the client's pid/offset
+// was unknown or too old, see the README's Recovery; a recovered one is sent every event it
+// missed, in order, so nothing is refetched) or on resync:required, onResync refetches what the
 // console shows, so the board is consistent with what happened while it was away.
 
 import { io } from "/console/vendor/socket.io.esm.min.js";

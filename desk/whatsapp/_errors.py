@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import orjson
 
+from engine.jobs import ExpectedError
+
 __all__ = ["CloudApiError", "error_from_response"]
 
 # Throughput limits: the same send succeeds once the pace drops. 130429 is the per-number cloud
@@ -15,7 +17,7 @@ __all__ = ["CloudApiError", "error_from_response"]
 _RETRYABLE_CODES = frozenset({130429, 131056})
 
 
-class CloudApiError(Exception):
+class CloudApiError(ExpectedError):
     """A send that the Cloud API refused, or that never reached it.
 
     ``status`` is the HTTP status (0 when no response came back or the request was refused

@@ -96,6 +96,20 @@ async def test_an_outage_keeps_the_buffer_bounded_and_says_what_it_dropped(
     assert "wait for storage" in caplog.text
 
 
+async def test_a_target_is_bounded_whatever_a_client_named(store: Storage) -> None:
+    # A socket's conversation:join of a 100 KB "id" (anything up to ZAPLINE_MAX_PAYLOAD) was
+    # kept verbatim as the join_denied row's target.
+    audit = AuditLog(store, flush_interval=60.0)
+    audit.record("t1", "u1", "join_denied", "conversation:" + "x" * 100_000, {"i": 1})
+    audit.record("t1", "u1", "join_denied", "conversation:abc", {"i": 2})
+    await audit.aclose()
+    page, _ = await store.list_audit("t1", limit=10)
+    targets = {e.details["i"]: e.target for e in page}
+    assert targets[2] == "conversation:abc"
+    assert targets[1] is not None and len(targets[1]) <= 256
+    assert targets[1].startswith("conversation:xxx") and targets[1].endswith("…")
+
+
 async def test_actions_are_a_closed_set(store: Storage) -> None:
     audit = AuditLog(store)
     with pytest.raises(ValueError, match="unknown audit action"):

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.jobs import (
+    ExpectedError,
     Job,
     PermanentError,
     Priority,
@@ -482,3 +483,19 @@ async def test_other_errors_still_spend_attempts_beside_an_outage_hook() -> None
     async with running(queue):
         assert await queue.drain(5)
     assert len(rec.seen) == 3 and len(dead) == 1
+
+
+@pytest.mark.parametrize(("exc", "traced"), [(ExpectedError, False), (ValueError, True)])
+async def test_expected_failures_are_logged_without_a_traceback(
+    caplog: pytest.LogCaptureFixture, exc: type[Exception], traced: bool
+) -> None:
+    queue = PriorityJobQueue(workers=1, max_attempts=2, base_delay=0.001)
+    queue.register("k", Recorder(failures=5, exc=exc))
+    queue.put_nowait("k", "x")
+    with caplog.at_level(logging.WARNING, logger="zapline.jobs"):
+        async with running(queue):
+            assert await queue.drain(5)
+    lines = [r for r in caplog.records if r.name == "zapline.jobs"]
+    assert [r.levelname for r in lines] == ["WARNING", "ERROR"]  # one retry, then dead
+    assert all("planned failure for 'x'" in r.getMessage() for r in lines)
+    assert all((r.exc_info is not None) is traced for r in lines)

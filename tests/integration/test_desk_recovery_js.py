@@ -60,4 +60,5 @@ async def test_a_client_that_lost_its_transport_recovers_what_it_missed(
     offsets = [int(m["offset"]) for m in report["messages"]]
     assert offsets == sorted(set(offsets)), "offsets grow: one per event, in order"
     assert len(set(report["pids"])) == 1, "the same pid: the session was recovered"
+    assert len(set(report["ids"])) == 1, "the same socket id, as socket.io restores it"
     assert report["resync"] == [] and report["errors"] == []

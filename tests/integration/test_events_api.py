@@ -54,7 +54,18 @@ async def test_the_log_pages_in_seq_order_for_its_tenant_only(
 
 
 @pytest.mark.parametrize(
-    "query", [{"after": "-1"}, {"after": "x"}, {"limit": "0"}, {"limit": "1001"}]
+    "query",
+    [
+        {"after": "-1"},
+        {"after": "x"},
+        {"limit": "0"},
+        {"limit": "1001"},
+        # Digits to str.isdigit() but not ASCII: "²" was a 500 (int() refuses it), a
+        # fullwidth "１" was read as 1.
+        {"after": "\u00b2"},
+        {"limit": "\u00b2"},
+        {"after": "\uff11"},
+    ],
 )
 async def test_a_bad_after_or_limit_is_a_400_in_json(
     zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, query: dict[str, str]

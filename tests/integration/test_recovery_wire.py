@@ -90,6 +90,19 @@ async def test_an_offset_ahead_of_the_log_gets_a_resync(
     assert ["resync:required", {"reason": "offset_ahead"}] in _events(packets)
 
 
+@pytest.mark.parametrize("offset", ["\u00b2", "\uff11", "-1", "x"])
+async def test_an_offset_that_is_not_ascii_digits_gets_a_resync(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, offset: str
+) -> None:
+    # "²" passes str.isdigit() but not int(): it was a CONNECT_ERROR "Internal server error"
+    # with a traceback in the log; a fullwidth "１" was read as offset 1.
+    pid = _connect_reply(await WireClient(http, zapline).connect({"token": tenant.token}))["pid"]
+    auth = {"token": tenant.token, "pid": pid, "offset": offset}
+    packets = await WireClient(http, zapline).connect(auth)
+    assert _connect_reply(packets)["pid"] != pid
+    assert ["resync:required", {"reason": "bad_offset"}] in _events(packets)
+
+
 async def test_an_expired_token_is_refused_on_recovery(
     zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient
 ) -> None:

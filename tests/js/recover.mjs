@@ -28,6 +28,7 @@ const say = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const messages = [];
 const resync = [];
 const pids = [];
+const ids = [];
 const errors = [];
 let recovered = null;
 let connects = 0;
@@ -37,6 +38,7 @@ const socket = io(opts.url, { auth: { token: opts.token }, transports: [opts.tra
 socket.on("connect", () => {
   connects += 1;
   pids.push(socket._pid ?? null);
+  ids.push(socket.id);
   if (connects === 1) say({ step: "connected", pid: socket._pid ?? null });
   else {
     recovered = socket.recovered;
@@ -72,7 +74,7 @@ stdin.on("line", (line) => {
   if (line.trim() !== "report") return;
   // A moment for anything sent twice to show up first.
   setTimeout(() => {
-    say({ step: "report", recovered, recoveries, pids, connects, messages, resync, errors, connectErrors });
+    say({ step: "report", recovered, recoveries, pids, ids, connects, messages, resync, errors, connectErrors });
     socket.close();
     setTimeout(() => process.exit(0), 50);
   }, 300);

@@ -115,3 +115,11 @@ def test_storable_walks_parameters_and_json() -> None:
     )
     pair = "\ud83d\ude00"  # a surrogate pair in a Python str: joined, not replaced
     assert storable_text(f"a\x00{pair}\udc00") == f"a{REPLACEMENT}\U0001f600{REPLACEMENT}"
+
+
+def test_ids_are_unique_and_increase_in_creation_order() -> None:
+    from storage._common import new_id
+
+    ids = [new_id() for _ in range(5000)]  # many within one millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >> 76 & 0xF == 7 for i in ids)  # UUIDv7 layout

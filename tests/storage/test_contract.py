@@ -439,3 +439,12 @@ async def test_check_writable_commits_and_leaves_nothing(storage: Storage) -> No
     await storage.aclose()
     with pytest.raises(StorageUnavailable):
         await storage.check_writable()
+
+
+async def test_a_burst_in_one_second_keeps_its_order(storage: Storage) -> None:
+    # WhatsApp's timestamps are whole seconds: three messages of one second come back in the
+    # order they were stored (newest first), not shuffled by a random id.
+    desk = await make_desk(storage)
+    stored = [(await add_message(storage, desk, T0))[0].id for _ in range(3)]
+    page, _ = await storage.list_messages(desk.tenant.id, desk.conversation.id, limit=10)
+    assert [m.id for m in page] == stored[::-1]
