@@ -110,4 +110,4 @@ class DeskOptions:
     # Which conversations an ``agent`` sees (``desk.permissions``): whose unread counters move.
     agent_sees: str = "assigned_and_unassigned"
     # Seconds an agent's unread:update events are gathered into one write (0: next turn).
-    unread_interval: float = 1.0
+    unread_interval: float = 2.0

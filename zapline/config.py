@@ -124,7 +124,7 @@ class Settings:
     inbox_sweep_interval: float = 30.0
     inbox_retention: float = 86400.0
     presence_grace: float = 10.0
-    unread_interval: float = 1.0
+    unread_interval: float = 2.0
     agent_sees: str = "assigned_and_unassigned"
     rate_socket: Limit = Limit(20, 40)
     rate_agent: Limit = Limit(40, 80)
@@ -271,7 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         inbox_sweep_interval=_float(env, "ZAPLINE_INBOX_SWEEP_INTERVAL", 30.0),
         inbox_retention=_float(env, "ZAPLINE_INBOX_RETENTION", 86400.0),
         presence_grace=_float(env, "ZAPLINE_PRESENCE_GRACE", 10.0),
-        unread_interval=_float(env, "ZAPLINE_UNREAD_INTERVAL", 1.0),
+        unread_interval=_float(env, "ZAPLINE_UNREAD_INTERVAL", 2.0),
         agent_sees=_choice(env, "ZAPLINE_AGENT_SEES", AGENT_SEES),
         rate_socket=_limit(env, "ZAPLINE_RATE_SOCKET", "20/40"),
         rate_agent=_limit(env, "ZAPLINE_RATE_AGENT", "40/80"),
