@@ -111,6 +111,10 @@ async def test_no_socket_receives_what_its_role_may_not_see(
         await events.wait_for("message:new", count=3)  # the first, the second, the reply
         await events.wait_for("message:status-update")  # the fake Cloud API's statuses
     await y_events.expect_none("message:new", within=1.0)
+    # unread:update is gathered (ZAPLINE_UNREAD_INTERVAL): wait for Y's drop to arrive.
+    await y_events.wait_for(
+        "unread:update", lambda d: d["conversationId"] == conversation_id and d["unreadCount"] == 0
+    )
 
     after_y = about(y_events, conversation_id, marks["y"])
     # The card leaves Y's board, and its unread message leaves Y's counters; nothing after.
