@@ -176,13 +176,21 @@ class CloudApiClient:
         Raises CloudApiError; a timeout is retryable although the message may have gone out.
         """
         payload = build_message(to, type, content, metadata)
+        response = await self._post_messages(phone_number_id, access_token, payload)
+        return _result(response)
+
+    async def _post_messages(
+        self, phone_number_id: str, access_token: str | None, payload: dict[str, Any]
+    ) -> httpx.Response:
+        """POST ``payload`` to the number's ``/messages`` after its throttle (sends and
+        read receipts alike). Raises CloudApiError (retryable) when no response came back."""
         url = f"{self._base}/{self._version}/{quote(phone_number_id, safe='')}/messages"
         headers = {"Content-Type": "application/json"}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
         await self._throttle.wait(phone_number_id)
         try:
-            response = await self._http.post(url, content=orjson.dumps(payload), headers=headers)
+            return await self._http.post(url, content=orjson.dumps(payload), headers=headers)
         except httpx.TransportError as exc:
             raise CloudApiError(
                 f"no response from the Cloud API: {exc!r}",
@@ -190,7 +198,6 @@ class CloudApiClient:
                 retryable=True,
                 details={"exception": _type_name(exc)},
             ) from exc
-        return _result(response)
 
     async def mark_read(
         self, phone_number_id: str, access_token: str | None, whatsapp_message_id: str
@@ -206,20 +213,7 @@ class CloudApiClient:
             "status": "read",
             "message_id": whatsapp_message_id,
         }
-        url = f"{self._base}/{self._version}/{quote(phone_number_id, safe='')}/messages"
-        headers = {"Content-Type": "application/json"}
-        if access_token:
-            headers["Authorization"] = f"Bearer {access_token}"
-        await self._throttle.wait(phone_number_id)
-        try:
-            response = await self._http.post(url, content=orjson.dumps(payload), headers=headers)
-        except httpx.TransportError as exc:
-            raise CloudApiError(
-                f"no response from the Cloud API: {exc!r}",
-                status=0,
-                retryable=True,
-                details={"exception": _type_name(exc)},
-            ) from exc
+        response = await self._post_messages(phone_number_id, access_token, payload)
         if not 200 <= response.status_code < 300:
             _result(response)  # raises the CloudApiError the error body describes
 
