@@ -2,10 +2,14 @@
 
 Theory of operation
 -------------------
-A webhook is committed to the inbox, then split (by the request that committed it; by an
-``inbox`` job when replayed) into one job per inbound message (key: the contact's
-conversation, so a conversation's messages are processed one at a time, in order) and one job
-per status (key: the message id). The inbox row is marked done when all of its jobs finished
+A webhook of plain customer messages whose conversations have nothing queued (the usual
+kind) is stored with its messages in one commit (``InboxWriter.commit_with``: the inbox row is
+``done`` at once) and announced before its 200 leaves. Any other webhook is committed to the
+inbox, then split (by the request that committed it; by an ``inbox`` job when replayed) into
+one job per inbound message (key: the contact's conversation, so a conversation's messages are
+processed one at a time, in order) and one job per status (key: the message id); while one of
+a conversation's messages is between its commit and its split or in a job, that
+conversation's next messages take the same path, so none overtakes another. The inbox row is marked done when all of its jobs finished
 (or went to dead letters), so a crash at any point leaves it pending, and the start-up replay
 processes it again. Every step is idempotent on the WhatsApp message id: a replay stores
 nothing twice and announces nothing twice. Every announcement is described to storage with
@@ -37,15 +41,12 @@ import orjson
 from desk import housekeeping
 from desk.accounts import AccountCache
 from desk.announce import (
-    contact_events,
-    conversation_events,
-    is_newest,
-    message_events,
     message_updated_events,
     status_events,
 )
+from desk.inbound import KeyCounts, announce_inbound, conversation_key, inbound_record
 from desk.inbox import InboxWriter
-from desk.journal import Journal, announce_card, collect
+from desk.journal import Journal, collect
 from desk.media_cache import MediaCache
 from desk.outbound import Outbound
 from desk.ports import DeskMetrics, DeskOptions, Emitter, timed_stage
@@ -58,6 +59,7 @@ from desk.whatsapp import (
     CloudApiError,
     InboundMessage,
     StatusUpdate,
+    WebhookBatch,
     parse_webhook,
 )
 from engine.group_commit import GroupCommit
@@ -157,6 +159,8 @@ class Desk:
         self._done_ids: list[int] = []
         self._done_wakeup = anyio.Event()
         self.events_pruned = 0
+        # Conversation keys of webhooks committed to be split, not split yet (accept_webhook).
+        self._splitting = KeyCounts()
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -200,14 +204,49 @@ class Desk:
     # -- intake ------------------------------------------------------------------------------
 
     async def accept_webhook(self, raw: bytes, body: dict[str, Any]) -> int:
-        """Commit ``raw`` to the inbox, queue its processing; return the inbox id."""
+        """Commit ``raw`` to the inbox and process it, or queue its processing; return the
+        inbox id.
+
+        A webhook of plain messages whose conversations have nothing queued (the usual
+        kind) is stored with its messages in the inbox commit itself (``commit_with``: one
+        transaction, one fsync, no job) and announced once it returns. Anything else
+        (statuses, changes, number changes, unroutable parts, a conversation with work
+        still queued, which must not be overtaken) is committed alone and split into jobs.
+        """
         received = time.monotonic()
-        inbox_id = await self.intake.commit(raw)
+        try:
+            batch = parse_webhook(body)
+        except Exception:
+            batch = None  # the "inbox" job's split fails the same way, and says why
+        inline = None if batch is None else await self._inline(batch, received)
+        if inline is not None:
+            assert batch is not None
+            # Shielded: once the commit is under way, what it stores is announced even if
+            # the poster hangs up (the journal's order waits for every seq it hands out).
+            with anyio.CancelScope(shield=True):
+                records = [record for record, _ in inline]
+                inbox_id, results = await self.intake.commit_with(raw, records)
+                if results is not None:
+                    self._log_skipped(inbox_id, batch)
+                    for (_, told), result in zip(inline, results, strict=True):
+                        await self._announce_inbound(told, result)
+                    return inbox_id
+        else:
+            keys = [] if batch is None else [conversation_key(m) for m in batch.messages]
+            self._splitting.claim(keys)
+            try:
+                inbox_id = await self.intake.commit(raw)
+            except BaseException:
+                self._splitting.release(keys)
+                raise
         payload = (inbox_id, body, False, received)
         try:
             # Split it into its message and status jobs here, not in an "inbox" job of its
             # own: one queue hop less per webhook. Replays still go through "inbox" jobs.
-            await self.handle_inbox(payload)
+            if batch is None:
+                await self.handle_inbox(payload)
+            else:
+                await self._split(inbox_id, batch, False, received)
         except Exception as exc:
             log.warning("inbox %d: split failed (%s); queued for a retry", inbox_id, exc)
             try:
@@ -215,15 +254,46 @@ class Desk:
             except QueueClosed:
                 # Draining: the row is durable and pending, so the next start processes it.
                 log.info("inbox %d stored during shutdown; processed at the next start", inbox_id)
+        finally:
+            if inline is None:
+                self._splitting.release(keys)
         return inbox_id
+
+    async def _inline(
+        self, batch: WebhookBatch, received: float
+    ) -> list[tuple[InboundRecord, list[LoggedEvent]]] | None:
+        """The records of a webhook stored in its inbox commit, or None to split it."""
+        if batch.statuses or not batch.messages:
+            return None
+        prepared = []
+        for msg in batch.messages:
+            if msg.change is not None or msg.new_wa_id is not None:
+                return None
+            key = conversation_key(msg)
+            # A job of this conversation queued or running, or a webhook with one between
+            # its commit and its split: storing this message now would overtake it.
+            if key in self._splitting or self.queue.holds(key):
+                return None
+            account = await self.accounts.get(msg.phone_number_id)
+            if account is None:
+                return None
+            prepared.append(inbound_record(account, msg, self._on_written(received)))
+        return prepared
+
+    def _log_skipped(self, inbox_id: int, batch: WebhookBatch) -> None:
+        for reason in batch.skipped:
+            log.info("inbox %d: skipped part: %s", inbox_id, reason)
 
     async def handle_inbox(self, payload: tuple[int, dict[str, Any], bool, float | None]) -> None:
         """Split one webhook into message and status jobs."""
         inbox_id, body, replay, received = payload
+        await self._split(inbox_id, parse_webhook(body), replay, received)
+
+    async def _split(
+        self, inbox_id: int, batch: WebhookBatch, replay: bool, received: float | None
+    ) -> None:
         self.replaying.discard(inbox_id)
-        batch = parse_webhook(body)
-        for reason in batch.skipped:
-            log.info("inbox %d: skipped part: %s", inbox_id, reason)
+        self._log_skipped(inbox_id, batch)
         routable_messages = []
         routable_statuses = []
         for message in batch.messages:
@@ -252,9 +322,11 @@ class Desk:
         self._progress[inbox_id] = _InboxProgress(jobs, replay, received)
         try:
             for message in routable_messages:
-                key = f"c:{message.phone_number_id}:{message.wa_id}"
                 await self.queue.put(
-                    "inbound", (inbox_id, message), key=key, priority=Priority.MESSAGE
+                    "inbound",
+                    (inbox_id, message),
+                    key=conversation_key(message),
+                    priority=Priority.MESSAGE,
                 )
             for status in routable_statuses:
                 key = f"m:{status.whatsapp_message_id}"
@@ -327,49 +399,23 @@ class Desk:
             moved = await self._change_number(account.tenant_id, msg.wa_id, msg.new_wa_id)
             phone = msg.new_wa_id
         progress = self._progress.get(inbox_id)
-        on_written = None
-        metrics = self.metrics
-        if metrics is not None and progress is not None and progress.received is not None:
-            on_written = _latency_observer(metrics, progress.received)
-        told: list[LoggedEvent] = []
-
-        def describe(result: InboundResult) -> list[LoggedEvent]:
-            # Called in the commit (maybe twice: a refused batch is retried one by one). A
-            # replayed message is stored already and announced once already: nothing.
-            told.clear()
-            if result.message_created:
-                conversation = result.conversation
-                if result.conversation_created:
-                    told.extend(conversation_events(conversation))
-                told.extend(message_events(conversation, result.message, on_written))
-                if moved:
-                    told.extend(contact_events(conversation))
-            return told
-
-        record = InboundRecord(
-            tenant_id=account.tenant_id,
-            account_id=account.id,
-            phone_number=phone,
-            contact_name=msg.contact_name,
-            whatsapp_message_id=msg.whatsapp_message_id,
-            type=msg.type,
-            content=msg.content,
-            metadata=msg.metadata,
-            timestamp=msg.timestamp,
-            error=msg.error,
-            # What the business sent from the WhatsApp Business app is ours, already SENT.
-            direction="outbound" if msg.echo else "inbound",
-            describe=describe,
+        received = None if progress is None else progress.received
+        record, told = inbound_record(
+            account, msg, self._on_written(received), phone=phone, moved=moved
         )
         # Group commit: the messages the other workers are storing right now share this
         # commit (they are for other conversations: a conversation's jobs run one at a time).
         result = await self.inbound.submit(record)
-        self.journal.publish(told)
-        if result.message_created and record.direction == "inbound":
-            self.reads.unread.inbound(result.conversation)  # counted once: replays are not new
-        if result.message_created and not is_newest(result.conversation, result.message):
-            await announce_card(self.storage, self.journal, result.conversation)
+        await self._announce_inbound(told, result)
         self._finished(inbox_id)
+
+    def _on_written(self, received: float | None) -> Callable[[], None] | None:
+        if self.metrics is None or received is None:
+            return None
+        return _latency_observer(self.metrics, received)
+
+    async def _announce_inbound(self, told: list[LoggedEvent], result: InboundResult) -> None:
+        await announce_inbound(self.storage, self.journal, self.reads.unread, told, result)
 
     async def _apply_change(
         self, inbox_id: int, tenant_id: str, msg: InboundMessage, change: Change

@@ -321,6 +321,10 @@ class PriorityJobQueue:
             await self._drained.wait()
         return self._drained.is_set()
 
+    def holds(self, key: str) -> bool:
+        """True while a job with ``key`` is queued, running or waiting for a retry."""
+        return key in self._held
+
     def statistics(self) -> QueueStatistics:
         """Return a snapshot of depths and counters."""
         return QueueStatistics(

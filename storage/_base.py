@@ -196,6 +196,23 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    async def intake_many(
+        self, items: Sequence[tuple[bytes, Sequence[InboundRecord]]]
+    ) -> list[tuple[int, list[InboundResult]]]:
+        """Store webhook bodies and the messages already parsed from them in ONE commit.
+
+        Each item is a raw body and the inbound records it holds (may be empty). A body with
+        records is stored as a ``done`` inbox row together with them (exactly the semantics
+        of ``record_inbound`` each, their ``describe`` events logged in the same commit, in
+        item order); a body without records as a ``pending`` row, as ``inbox_append`` does.
+        Returns, per item in order, its inbox id (ascending) and its records' results. The
+        commit is as durable as ``inbox_append``'s: this is one write and one fsync where the
+        inbox row and the processing were two. All or nothing: any error (a record refused:
+        ``NotFound``...) undoes the whole batch, and the caller falls back to
+        ``inbox_append`` and processing its rows one by one.
+        """
+
+    @abstractmethod
     async def inbox_pending(self, *, after_id: int = 0, limit: int = 500) -> list[InboxItem]:
         """Return up to ``limit`` pending items with ``id > after_id``, by ascending id."""
 

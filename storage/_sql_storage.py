@@ -180,6 +180,33 @@ class SQLStorage(ReadPositionsSQL, AuditStorage, Storage):
             return []
         return await self._run(tx.append_inbox(batch, c.utcnow()), durable=True)
 
+    async def intake_many(
+        self, items: Sequence[tuple[bytes, Sequence[InboundRecord]]]
+    ) -> list[tuple[int, list[InboundResult]]]:
+        bodies = c.check_bodies([body for body, _ in items])
+        if not any(records for _, records in items):
+            return [(i, []) for i in await self.inbox_append(bodies)]
+        now = c.utcnow()
+        steps = self._intake(bodies, [records for _, records in items], now)
+        return await self._run(steps, durable=True)
+
+    def _intake(
+        self, bodies: Sequence[bytes], records: Sequence[Sequence[InboundRecord]], now: datetime
+    ) -> Steps[list[tuple[int, list[InboundResult]]]]:
+        stored: list[tuple[int, list[InboundResult]]] = []
+        events: list[ev.LoggedEvent] = []
+        for body, held in zip(bodies, records, strict=True):
+            inbox_id = yield from tx.inbox_row(body, now, "done" if held else "pending")
+            results = []
+            for record in held:
+                result = yield from self._inbound(record, now)
+                results.append(result)
+                if record.describe is not None:
+                    events.extend(record.describe(result))
+            stored.append((inbox_id, results))
+        yield from ev.log(events, now)
+        return stored
+
     async def inbox_pending(self, *, after_id: int = 0, limit: int = 500) -> list[InboxItem]:
         found = await self._all(
             f"SELECT {r.INBOX_COLS} FROM inbox WHERE state = 'pending' AND id > ?"

@@ -60,12 +60,26 @@ _INSERT_MESSAGE: Final = (
     f" RETURNING {r.MESSAGE_COLS}"
 )
 _SELECT_CONVERSATION_BY_ID: Final = f"{r.CONVERSATION_SELECT} WHERE c.id = ?"
+_SELECT_CONVERSATION_ID: Final = (
+    "SELECT id FROM conversations WHERE tenant_id = ? AND contact_id = ?"
+)
+_SELECT_CONTACT: Final = (
+    f"SELECT {r.CONTACT_COLS} FROM contacts WHERE tenant_id = ? AND phone_number = ?"
+)
 
 
 def conversation_for(
     tenant_id: str, contact_id: str, account_id: str, now: datetime
 ) -> Steps[tuple[str, bool]]:
-    """Steps returning the contact's conversation id, creating it, and whether they did."""
+    """Steps returning the contact's conversation id, creating it, and whether they did.
+
+    The conversation usually exists: it is looked up first (one read, no write). A racing
+    creator (PostgreSQL) makes the INSERT's ON CONFLICT wait for its commit and do nothing;
+    the second read, on a fresh snapshot, sees its row.
+    """
+    found = yield one(_SELECT_CONVERSATION_ID, tenant_id, contact_id)
+    if found is not None:
+        return str(found[0]), False
     created = yield one(
         "INSERT INTO conversations (id, tenant_id, contact_id, account_id, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -74,11 +88,22 @@ def conversation_for(
     )
     if created is not None:
         return str(created[0]), True
-    found = yield one(
-        "SELECT id FROM conversations WHERE tenant_id = ? AND contact_id = ?",
-        *(tenant_id, contact_id),
-    )
+    found = yield one(_SELECT_CONVERSATION_ID, tenant_id, contact_id)
     return str(found[0]), False
+
+
+def contact_for(tenant_id: str, phone_number: str, name: str | None, now: datetime) -> Steps[r.Row]:
+    """Steps returning the CONTACT_COLS row of the tenant's contact with ``phone_number``,
+    creating it, or giving it ``name`` when that is new (an empty one keeps the stored).
+
+    A known contact whose name is unchanged (every message but the first, usually) is one
+    read and no write.
+    """
+    found = yield one(_SELECT_CONTACT, tenant_id, phone_number)
+    if found is not None and (not name or name == found[3]):
+        return found
+    row: r.Row = yield one(UPSERT_CONTACT, *(new_id(), tenant_id, phone_number, name or None, now))
+    return row
 
 
 def get_or_create_conversation(
@@ -109,10 +134,7 @@ def inbound(record: InboundRecord, now: datetime, d: Dialect) -> Steps[InboundRe
     created) is raised by the driver at the statement that breaks it.
     """
     tenant_id, when = record.tenant_id, as_utc(record.timestamp)
-    who = yield one(
-        UPSERT_CONTACT,
-        *(new_id(), tenant_id, record.phone_number, record.contact_name or None, now),
-    )
+    who = yield from contact_for(tenant_id, record.phone_number, record.contact_name, now)
     conversation_id, created = yield from conversation_for(
         tenant_id, who[0], record.account_id, now
     )
@@ -203,11 +225,17 @@ def append_inbox(bodies: Sequence[bytes], now: datetime) -> Steps[list[int]]:
     """Steps inserting ``bodies`` as pending inbox rows; return their ids in order."""
     ids = []
     for body in bodies:
-        row = yield one(
-            "INSERT INTO inbox (body, received_at) VALUES (?, ?) RETURNING id", body, now
-        )
-        ids.append(int(row[0]))
+        ids.append((yield from inbox_row(body, now, "pending")))
     return ids
+
+
+def inbox_row(body: bytes, now: datetime, state: str) -> Steps[int]:
+    """Steps inserting one inbox row in ``state``; return its id."""
+    row = yield one(
+        "INSERT INTO inbox (body, received_at, state) VALUES (?, ?, ?) RETURNING id",
+        *(body, now, state),
+    )
+    return int(row[0])
 
 
 def write_probe(key: str, value: str) -> Steps[None]:

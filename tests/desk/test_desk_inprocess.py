@@ -18,7 +18,7 @@ from _recorder import Recorder
 from desk import Desk, DeskOptions
 from desk.whatsapp import CloudApiClient, text_message_webhook
 from engine.jobs import PriorityJobQueue
-from storage import Storage, open_storage
+from storage import NotFound, Storage, open_storage
 
 pytestmark = pytest.mark.anyio
 
@@ -118,3 +118,75 @@ async def test_a_reply_is_pending_announced_and_failed_with_the_reason(tmp_path:
         assert failed["status"] == "FAILED" and failed["messageId"] == reply.id
         stored = await storage.get_message(tenant.id, reply.id)
         assert stored is not None and stored.status == "FAILED"
+
+
+async def test_plain_messages_are_stored_in_the_inbox_commit_without_a_job(
+    tmp_path: Path,
+) -> None:
+    async with running_desk(tmp_path) as (desk, storage, recorder):
+        tenant = await storage.create_tenant("Acme")
+        await storage.add_account(tenant.id, "pn-1")
+        body = text_message_webhook(phone_number_id="pn-1", wa_id="5511", body="olá")
+        inbox_id = await desk.accept_webhook(orjson.dumps(body), body)
+        # When the 200 would leave, the message is stored and its row is finished already.
+        assert await storage.count_messages(tenant.id) == 1
+        assert (await storage.inbox_counts())["done"] == 1
+        assert inbox_id not in [row.id for row in await storage.inbox_pending()]
+        assert desk.queue.statistics().done == 0
+        names = [name for name, _, _ in recorder.events]
+        assert names == ["conversation:new", "message:new", "conversation:updated"]
+
+
+async def test_a_message_waits_behind_its_conversations_queued_job(tmp_path: Path) -> None:
+    async with running_desk(tmp_path) as (desk, storage, recorder):
+        tenant = await storage.create_tenant("Acme")
+        await storage.add_account(tenant.id, "pn-1")
+        release = anyio.Event()
+        order: list[str] = []
+
+        async def earlier(payload: Any) -> None:  # stands for an older job of the same chat
+            await release.wait()
+            order.append("earlier job")
+
+        desk.queue.register("earlier", earlier)
+        await desk.queue.put("earlier", None, key="c:pn-1:5511")
+        body = text_message_webhook(phone_number_id="pn-1", wa_id="5511", body="next")
+        inbox_id = await desk.accept_webhook(orjson.dumps(body), body)
+        # Acknowledged (durable) but not stored ahead of the conversation's earlier job.
+        assert [row.id for row in await storage.inbox_pending()] == [inbox_id]
+        assert await storage.count_messages(tenant.id) == 0
+        release.set()
+        await wait_for(recorder, "message:new")
+        order.append("message")
+        assert order == ["earlier job", "message"]
+        assert await storage.count_messages(tenant.id) == 1
+        # Another chat is not held up by it.
+        other = text_message_webhook(phone_number_id="pn-1", wa_id="5522", body="hi")
+        await desk.accept_webhook(orjson.dumps(other), other)
+        assert await storage.count_messages(tenant.id) == 2
+
+
+async def test_a_refused_batch_is_acknowledged_and_processed_by_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_desk(tmp_path) as (desk, storage, recorder):
+        tenant = await storage.create_tenant("Acme")
+        await storage.add_account(tenant.id, "pn-1")
+        refused: list[int] = []
+        intake_many = storage.intake_many
+
+        async def refuse_records(items: Any) -> Any:
+            if any(records for _, records in items):
+                refused.append(len(items))
+                raise NotFound("refused for the test")
+            return await intake_many(items)
+
+        monkeypatch.setattr(storage, "intake_many", refuse_records)
+        body = text_message_webhook(phone_number_id="pn-1", wa_id="5511", body="olá")
+        inbox_id = await desk.accept_webhook(orjson.dumps(body), body)
+        assert refused == [1]
+        await wait_for(recorder, "message:new")
+        assert await storage.count_messages(tenant.id) == 1
+        assert desk.queue.statistics().done == 1  # the "inbound" job stored it
+        await desk.aclose()
+        assert inbox_id not in [row.id for row in await storage.inbox_pending()]
