@@ -1,7 +1,7 @@
 """SQLite storage: the embedded default, one file next to the server, no other process.
 
-One stdlib ``sqlite3`` connection in WAL mode, used from worker threads one call at a time
-(a CapacityLimiter of 1), so the event loop never blocks on disk and no two threads ever
+One stdlib ``sqlite3`` connection in WAL mode, used from one thread of its own, one call at
+a time (``_sqlite_thread.py``), so the event loop never blocks on disk and no two threads ever
 share the connection at once. Writes run in ``BEGIN IMMEDIATE`` transactions;
 ``busy_timeout`` lets the admin CLI write while a server holds the file.
 
@@ -44,6 +44,7 @@ from ._migrations import load_migrations
 from ._records import StorageUnavailable
 from ._sql_storage import Mode, SQLStorage
 from ._sqlite_driver import apply_migration, connect, guarded, in_transaction, run_steps
+from ._sqlite_thread import SQLiteThread
 from ._steps import Steps
 
 T = TypeVar("T")
@@ -61,7 +62,7 @@ class SQLiteStorage(SQLStorage):
         """
         self._conn: sqlite3.Connection | None = conn
         self._path = path
-        self._limiter = anyio.CapacityLimiter(1)
+        self._thread = SQLiteThread(f"sqlite {path}")
         self._relaxed = "NORMAL" if wal else "FULL"
 
     @classmethod
@@ -77,9 +78,7 @@ class SQLiteStorage(SQLStorage):
         conn = self._conn
         if conn is None:
             raise StorageUnavailable(f"SQLite storage {self._path} is closed")
-        return await anyio.to_thread.run_sync(
-            guarded, partial(fn, conn), self._path, limiter=self._limiter
-        )
+        return await self._thread.run(partial(guarded, partial(fn, conn), self._path))
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         # durable=True only for the inbox (and the write probe): see the top of this module.
@@ -104,5 +103,6 @@ class SQLiteStorage(SQLStorage):
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            # Through the limiter: a call already running in a thread finishes first.
-            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+            # On the connection's thread: the calls already submitted finish first.
+            await self._thread.run(conn.close)
+            self._thread.stop()
