@@ -145,7 +145,9 @@ class Desk:
             storage, self.journal, queue, cloud, UnreadDesk(storage, emitter, options)
         )
         self.intake = InboxWriter(
-            storage, observe=None if metrics is None else metrics.observe_inbox_commit
+            storage,
+            observe=None if metrics is None else metrics.observe_inbox_commit,
+            min_interval=options.commit_interval,
         )
         write = timed_stage(storage.record_inbound_many, metrics, "db_write")  # cost ledger
         self.inbound: GroupCommit[InboundRecord, InboundResult] = GroupCommit(

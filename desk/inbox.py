@@ -45,10 +45,12 @@ class InboxWriter:
         *,
         max_batch: int = 512,
         observe: Callable[[float], None] | None = None,
+        min_interval: float = 0.0,
     ) -> None:
-        """``observe`` (optional) gets the seconds each durable commit took, fsync included."""
+        """``observe`` (optional) gets the seconds each durable commit took, fsync included.
+        ``min_interval``: see ``GroupCommit`` (``ZAPLINE_COMMIT_INTERVAL``)."""
         self._group: GroupCommit[Intake, Stored] = GroupCommit(
-            self._append, name="inbox intake", max_batch=max_batch
+            self._append, name="inbox intake", max_batch=max_batch, min_interval=min_interval
         )
         self._storage = storage
         self._observe = observe

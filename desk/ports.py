@@ -111,3 +111,5 @@ class DeskOptions:
     agent_sees: str = "assigned_and_unassigned"
     # Seconds an agent's unread:update events are gathered into one write (0: next turn).
     unread_interval: float = 2.0
+    # Under load, seconds from one durable inbox commit's start to the next one's (0: none).
+    commit_interval: float = 0.0

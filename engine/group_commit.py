@@ -9,6 +9,15 @@ it, so the batch size follows the load: an item alone is written at once (no add
 timer), a burst shares a commit. This is what makes a durable write per webhook affordable at
 hundreds per second on SQLite, where the commit, not the statement, is the cost.
 
+``min_interval`` (optional) paces the commits under load: when items were already waiting as
+a write ended (the writer is busy), the next write starts no sooner than ``min_interval``
+after the previous one started, so more items share it. An item that finds the writer idle
+is still written at once, so light load pays nothing. Measured (bench ``fanout --tenants
+100``, 600 webhooks/s, one core): with 5 ms, 9000 webhooks took 2962 commits instead of
+7752 and 1.13 ms of CPU each instead of 1.44 (p50 7 ms, p99 17 ms instead of 3.5 and 11);
+a commit and its fsync, with the hand-offs around it, cost more CPU than the statements of
+a webhook.
+
 ``write_many`` returns one entry per item, in order: the item's result, or the exception that
 refused that item alone (raised to its caller only). If ``write_many`` itself raises, every
 caller of that batch gets a ``GroupCommitFailed`` chained to it.
@@ -17,6 +26,7 @@ caller of that batch gets a ``GroupCommitFailed`` chained to it.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -74,14 +84,19 @@ class GroupCommit(Generic[T, R]):
         *,
         name: str,
         max_batch: int = 512,
+        min_interval: float = 0.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if not min_interval >= 0:  # also refuses nan
+            raise ValueError("min_interval must be a number of seconds, 0 or more")
+        self._min_interval = min_interval
         self._write_many = write_many
         self._name = name
         self._max_batch = max_batch
         self._waiting: deque[_Batch[T, R]] = deque()  # the last one still takes items
         self._wakeup = anyio.Event()
+        self._last_start = 0.0
         self._running = False
         self._batches = 0
         self._committed = 0
@@ -127,6 +142,13 @@ class GroupCommit(Generic[T, R]):
                 if not self._waiting:
                     self._wakeup = anyio.Event()
                     await self._wakeup.wait()
+                elif self._min_interval:
+                    # Busy (items came while the last write ran): let more gather, so that
+                    # one commit serves them all, until min_interval after the last start.
+                    wait = self._last_start + self._min_interval - time.monotonic()
+                    if wait > 0:
+                        await anyio.sleep(wait)
+                self._last_start = time.monotonic()
                 await self._write(self._waiting.popleft())
         finally:
             self._running = False

@@ -42,6 +42,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, top: float) -> float:
+    value = _float(env, name, default)
+    if not 0 <= value <= top:  # also refuses nan
+        raise ConfigError(f"{name} must be between 0 and {top:g} seconds, got {value!r}")
+    return value
+
+
 def _limit(env: Mapping[str, str], name: str, default: str) -> Limit:
     raw = _get(env, name, default)
     try:
@@ -125,6 +132,7 @@ class Settings:
     inbox_retention: float = 86400.0
     presence_grace: float = 10.0
     unread_interval: float = 2.0
+    commit_interval: float = 0.005
     agent_sees: str = "assigned_and_unassigned"
     rate_socket: Limit = Limit(20, 40)
     rate_agent: Limit = Limit(40, 80)
@@ -272,6 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         inbox_retention=_float(env, "ZAPLINE_INBOX_RETENTION", 86400.0),
         presence_grace=_float(env, "ZAPLINE_PRESENCE_GRACE", 10.0),
         unread_interval=_float(env, "ZAPLINE_UNREAD_INTERVAL", 2.0),
+        commit_interval=_seconds(env, "ZAPLINE_COMMIT_INTERVAL", 0.005, 1.0),
         agent_sees=_choice(env, "ZAPLINE_AGENT_SEES", AGENT_SEES),
         rate_socket=_limit(env, "ZAPLINE_RATE_SOCKET", "20/40"),
         rate_agent=_limit(env, "ZAPLINE_RATE_AGENT", "40/80"),

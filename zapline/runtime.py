@@ -249,6 +249,7 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
                 single_node=not settings.redis_url,
                 agent_sees=settings.agent_sees,
                 unread_interval=settings.unread_interval,
+                commit_interval=settings.commit_interval,
             ),
             metrics=runtime.metrics,
             local_emitter=engine,

@@ -299,3 +299,52 @@ async def test_statistics_count_batches_items_and_waiters() -> None:
             await gc.submit(7)
     # A failed batch is neither a batch written nor items committed.
     assert gc.statistics() == GroupCommitStatistics(3, 7, 0, 5)
+
+
+async def answered(
+    gc: GroupCommit[int, str], item: int, outcomes: dict[int, Outcome], done: anyio.Event
+) -> None:
+    """``collect``, then set ``done``."""
+    await collect(gc, item, outcomes)
+    done.set()
+
+
+async def paced_batches(gc: GroupCommit[int, str], writer: Writer) -> dict[int, Outcome]:
+    """Item 1 written alone (held), item 2 submitted during that write, item 3 right after
+    the write returned; returns the outcomes once all three are answered."""
+    outcomes: dict[int, Outcome] = {}
+    done = {item: anyio.Event() for item in (1, 2, 3)}
+    async with running(gc) as tg:
+        tg.start_soon(answered, gc, 1, outcomes, done[1])
+        await writer.in_flight.wait()  # an idle writer writes at once
+        tg.start_soon(answered, gc, 2, outcomes, done[2])
+        await anyio.wait_all_tasks_blocked()
+        writer.release.set()
+        await done[1].wait()
+        tg.start_soon(answered, gc, 3, outcomes, done[3])
+        await done[2].wait()
+        await done[3].wait()
+    return outcomes
+
+
+async def test_min_interval_lets_a_busy_writer_gather_more_and_an_idle_one_write_at_once() -> None:
+    writer = Writer(hold_first=True)
+    gc: GroupCommit[int, str] = GroupCommit(writer, name="test", min_interval=0.3)
+    outcomes = await paced_batches(gc, writer)
+    # Item 2 came while the writer was busy: it waited for the interval, and item 3 joined
+    # it instead of costing a commit of its own.
+    assert writer.calls == [[1], [2, 3]]
+    assert outcomes == {item: written(item) for item in (1, 2, 3)}
+
+
+async def test_without_min_interval_the_next_batch_is_written_as_soon_as_the_last_ends() -> None:
+    writer = Writer(hold_first=True)
+    gc: GroupCommit[int, str] = GroupCommit(writer, name="test")
+    await paced_batches(gc, writer)
+    assert writer.calls == [[1], [2], [3]]
+
+
+@pytest.mark.parametrize("bad", [-0.001, float("nan")])
+async def test_min_interval_must_be_seconds(bad: float) -> None:
+    with pytest.raises(ValueError, match="min_interval"):
+        GroupCommit(Writer(), name="test", min_interval=bad)

@@ -39,11 +39,19 @@ def test_database_url_precedence_and_redaction() -> None:
         ("ZAPLINE_WS_COMPRESSION", "maybe"),
         ("ZAPLINE_ENV", "staging"),
         ("ZAPLINE_LOG_LEVEL", "loud"),
+        ("ZAPLINE_COMMIT_INTERVAL", "-0.001"),
+        ("ZAPLINE_COMMIT_INTERVAL", "5"),
+        ("ZAPLINE_COMMIT_INTERVAL", "nan"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({"JWT_SECRET": "s", name: value})
+
+
+def test_commit_interval_defaults_to_5_ms_and_takes_0() -> None:
+    assert load_settings({"JWT_SECRET": "s"}).commit_interval == 0.005
+    assert load_settings({"JWT_SECRET": "s", "ZAPLINE_COMMIT_INTERVAL": "0"}).commit_interval == 0
 
 
 def test_engine_options_follow_settings() -> None:
