@@ -13,6 +13,9 @@ What the sessions carry is the application's (``EngineApp``): Socket.IO for
 ``SocketServer``, an echo for the conformance profile. It receives every MESSAGE and hears of
 every close, exactly once, whichever side or timer ended the session.
 
+Plain HTTP routes may be mounted beside Engine.IO (``add_http_route``): this module keeps
+the table, the listener serves them (contract: ``transport/_routes.py``).
+
 ``serve()`` owns one task group: the accept loop and a task per connection while it speaks
 HTTP, the reactor (one task reading every websocket), the heartbeat timer, and the outboxes'
 flushers. Nothing else starts tasks here.
