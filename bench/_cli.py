@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=_baselines,
                    help="also run these baselines (comma-separated: python-socketio, node) in "
                    "the same run and print them side by side with Zapline")  # fmt: skip
+    p.add_argument("--webhook-port", choices=("socket", "api"), default="socket",
+                   help="zapline: post webhooks to the Socket.IO port (the engine's listener, "
+                   "the default and cheaper path) or to the API port (Hypercorn); the "
+                   "baselines take them on their one port either way")  # fmt: skip
     p.add_argument("--api-url", help="use a running server's API at this URL (no server started)")
     p.add_argument("--socket-url", help="the running server's Socket.IO URL (default: --api-url)")
     p.add_argument("--tenants-file", help='running server: JSON [{"id", "phoneNumberId"}, ...]')
@@ -153,15 +157,17 @@ def run_target(name: str, args: argparse.Namespace, opts: Options) -> dict[str, 
         target: Target
         if args.api_url and name == "zapline":
             target = external_target(args.api_url, args.socket_url or args.api_url, tenants,
-                                     args.tenants_file, args.server_pid)  # fmt: skip
+                                     args.tenants_file, args.server_pid,
+                                     args.webhook_port)  # fmt: skip
         elif name == "baseline":
             target = start_baseline(procs, Path(tmp), tenants)
         elif name == "node":
             target = start_node(procs, Path(tmp), tenants)
         else:
-            target = start_zapline(procs, Path(tmp), tenants)
+            target = start_zapline(procs, Path(tmp), tenants, args.webhook_port)
         print(f"# {args.scenario} on {target.name}: api {target.api_url}, socket "
-              f"{target.socket_url}, server pid {target.pid}", file=sys.stderr, flush=True)  # fmt: skip
+              f"{target.socket_url}, webhooks to {target.post_url}, server pid {target.pid}",
+              file=sys.stderr, flush=True)  # fmt: skip
         fig = _run_async(SCENARIOS[args.scenario](target, opts))
     head = {
         "scenario": args.scenario,
@@ -171,6 +177,8 @@ def run_target(name: str, args: argparse.Namespace, opts: Options) -> dict[str, 
         "pinned": pinning(),
         "python": platform.python_version(),
     }
+    if "webhook_port" in target.meta:
+        head["webhook_port"] = target.meta["webhook_port"]
     return {**head, **fig}
 
 

@@ -124,7 +124,7 @@ async def _phase(
     s0, c0 = target.sample(), self_cpu()
     t_first = time.time_ns()
     try:
-        async with HttpPoster(target.api_url, connections=opts.connections) as poster:
+        async with HttpPoster(target.post_url, connections=opts.connections) as poster:
             next_seq = await send_paced(
                 poster, ledger, plan, rate=rate, count=count, first_seq=first_seq
             )
@@ -323,7 +323,7 @@ async def broadcast(target: Target, opts: Options) -> dict[str, Any]:
     s0, c0 = target.sample(), self_cpu()
     pool.ledger = ledger
     try:
-        async with HttpPoster(target.api_url, connections=1) as poster:
+        async with HttpPoster(target.post_url, connections=1) as poster:
             for i in range(opts.messages):
                 seq = i + 1
                 waiting[seq] = loop.create_future()

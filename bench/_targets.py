@@ -35,6 +35,13 @@ class Target:
     phone_number_ids: list[str]
     pid: int | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    # where webhooks are posted, when not api_url: Zapline's Socket.IO port (its fast path)
+    webhook_url: str | None = None
+
+    @property
+    def post_url(self) -> str:
+        """Return the base URL webhooks are posted to (``/webhooks/whatsapp`` under it)."""
+        return self.webhook_url or self.api_url
 
     def token(self, tenant: int, user: int) -> str:
         """Return an agent JWT for tenant index ``tenant``, valid one hour."""
@@ -153,8 +160,13 @@ def _run(argv: list[str], env: dict[str, str], log: Path) -> str:
     return r.stdout
 
 
-def start_zapline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
+def start_zapline(
+    procs: ProcessSet, workdir: Path, tenants: int, webhook_port: str = "socket"
+) -> Target:
     """Start ``python -m zapline serve`` on a fresh SQLite file and create tenants; returns it.
+
+    ``webhook_port``: ``socket`` posts webhooks to the Socket.IO port (the engine's listener,
+    the cheaper path: api/webhook_engine.py), ``api`` to the API port (Hypercorn).
 
     Raises RuntimeError if it does not become ready or the admin CLI fails.
     """
@@ -169,11 +181,18 @@ def start_zapline(procs: ProcessSet, workdir: Path, tenants: int) -> Target:
     wait_ready(api, proc, log)
     tenant_ids, pnids = create_tenants(env, tenants, workdir / "cli.log")
     sock = f"http://127.0.0.1:{sock_port}"
-    return Target("zapline", api, sock, secret, tenant_ids, pnids, proc.pid, {"log": str(log)})
+    meta = {"log": str(log), "webhook_port": webhook_port}
+    post = sock if webhook_port == "socket" else api
+    return Target("zapline", api, sock, secret, tenant_ids, pnids, proc.pid, meta, post)
 
 
 def external_target(
-    api_url: str, socket_url: str, tenants: int, tenants_file: str | None, server_pid: int | None
+    api_url: str,
+    socket_url: str,
+    tenants: int,
+    tenants_file: str | None,
+    server_pid: int | None,
+    webhook_port: str = "api",
 ) -> Target:
     """Describe a server that is already running; returns its Target.
 
@@ -191,6 +210,6 @@ def external_target(
         ids, pnids = [str(r["id"]) for r in rows], [str(r["phoneNumberId"]) for r in rows]
     else:
         ids, pnids = create_tenants(dict(os.environ), tenants, Path(os.devnull))
-    return Target(
-        "external", api_url.rstrip("/"), socket_url.rstrip("/"), secret, ids, pnids, server_pid
-    )
+    api, sock = api_url.rstrip("/"), socket_url.rstrip("/")
+    post = sock if webhook_port == "socket" else api
+    return Target("external", api, sock, secret, ids, pnids, server_pid, webhook_url=post)

@@ -25,11 +25,12 @@ from pathlib import Path
 # (stage, substrings of a frame "function (file:line)") in the order they are tried per frame
 LOOP_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("thread hand-off (run_sync, queue, notify)", ("threading.py", "queue.py", "to_thread.py")),
+    # before fan-out: the engine's HTTP code (a webhook on the Socket.IO port) is http here
+    ("http: Hypercorn and h11", ("hypercorn/", "h11/", "engine/transport/_http.py")),
+    ("http: webhook handler", ("api/webhook_",)),
     ("fan-out (encode, rooms, socket writes)", ("engine/_server.py", "engine/_coalesce.py",
      "engine/rooms.py", "engine/_emit.py", "engine/transport/", "engine/protocol/",
      "zapline/fanout.py")),
-    ("http: Hypercorn and h11", ("hypercorn/", "h11/")),
-    ("http: webhook handler", ("api/webhook_post.py",)),
     ("processing (desk, jobs, group commit)", ("desk/", "engine/jobs.py",
      "engine/group_commit.py", "storage/")),
     ("event loop (uvloop C code, scheduling)", ("asyncio/", "anyio/", "uvloop/")),

@@ -13,6 +13,9 @@ What the sessions carry is the application's (``EngineApp``): Socket.IO for
 ``SocketServer``, an echo for the conformance profile. It receives every MESSAGE and hears of
 every close, exactly once, whichever side or timer ended the session.
 
+Plain HTTP routes may be mounted beside Engine.IO (``add_http_route``): this module keeps
+the table, the listener serves them (contract: ``transport/_routes.py``).
+
 ``serve()`` owns one task group: the accept loop and a task per connection while it speaks
 HTTP, the reactor (one task reading every websocket), the heartbeat timer, and the outboxes'
 flushers. Nothing else starts tasks here.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
@@ -51,6 +54,7 @@ from engine.transport._host import EioError
 from engine.transport._http import handle_connection
 from engine.transport._listener import ListenerStats, bind_socket, serve_listener
 from engine.transport._reactor import Reactor
+from engine.transport._routes import HttpHandler, HttpRoute, HttpRoutes
 
 if TYPE_CHECKING:
     from engine.transport._websocket import WebSocketConn
@@ -102,6 +106,7 @@ class EngineIO:
         self.ping_frame = SharedFrame(PING_WS.encode())
         self._on_overflow = self._overflow  # one bound method for every session, not one each
         self._stats = ListenerStats()
+        self._routes = HttpRoutes(options.path, options.path.rstrip("/"))
         self.port: int | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
@@ -123,6 +128,30 @@ class EngineIO:
     def listener_stats(self) -> ListenerStats:
         """Counters of the listener."""
         return self._stats
+
+    @property
+    def http_routes(self) -> Mapping[str, Mapping[str, HttpRoute]]:
+        """Routes mounted beside Engine.IO (``add_http_route``)."""
+        return self._routes.by_path
+
+    def add_http_route(
+        self,
+        method: str,
+        path: str,
+        handler: HttpHandler,
+        *,
+        max_body: int = 1_000_000,
+        discard_bytes: int = 4 * 1024 * 1024,
+        discard_seconds: float = 5.0,
+    ) -> None:
+        """Serve ``method path`` (exact match) on this listener with ``handler``; returns None.
+
+        The contract (body read first within ``max_body``, one write per answer, 500 for a
+        handler that raises) is ``engine/transport/_routes.py``'s. Raises ``ValueError`` for
+        the Engine.IO path or a route already mounted.
+        """
+        route = HttpRoute(handler, max_body, discard_bytes, discard_seconds)
+        self._routes.add(method, path, route)
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Start ``fn(*args)`` in the engine's task group.

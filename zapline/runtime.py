@@ -25,6 +25,7 @@ import anyio.abc
 from api.app import create_asgi
 from api.metrics import Metrics
 from api.serve import serve_app
+from api.webhook_engine import mount_webhook
 from desk import Desk, DeskOptions, attach_realtime
 from desk.audit import AuditLog
 from desk.conversations import assign as assign_conversation
@@ -279,6 +280,8 @@ async def run(settings: Settings, *, ready: anyio.Event | None = None) -> None:
         if settings.demo:
             _, runtime.demo_token = await seed_demo(storage, settings)
         app = create_asgi(runtime)
+        # The same webhook post on the Socket.IO port: cheaper per webhook (api/webhook_engine.py).
+        mount_webhook(engine.engine, runtime)
         await _run_tree(runtime, app, ready)
     finally:
         await storage.aclose()

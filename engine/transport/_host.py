@@ -10,7 +10,7 @@ reverse.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engine.options import EngineOptions
     from engine.transport._listener import ListenerStats
     from engine.transport._reactor import Reactor
+    from engine.transport._routes import HttpRoute
     from engine.transport._websocket import WebSocketConn
 
 __all__ = ["EioError", "EngineHost"]
@@ -64,6 +65,11 @@ class EngineHost(Protocol):
     @property
     def listener_stats(self) -> ListenerStats:
         """Counters of the listener (connections, refusals, timeouts)."""
+        ...
+
+    @property
+    def http_routes(self) -> Mapping[str, Mapping[str, HttpRoute]]:
+        """Routes mounted beside Engine.IO: ``path -> {method -> route}`` (``_routes.py``)."""
         ...
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:

@@ -7,6 +7,7 @@ h11 parses requests (keep-alive, pipelining, bodies); this module only routes th
     POST {path}?EIO=4&transport=polling&sid=S      -> packets from the client, answer "ok"
     GET  {path}?EIO=4&transport=websocket[&sid=S]  + Upgrade: websocket -> 101, then frames
     OPTIONS {path}                                  -> CORS preflight
+    METHOD /mounted/path                            -> a mounted route's handler (_routes.py)
 
 Errors answer the Engine.IO error bodies (``{"code":N,"message":"..."}``) with status 400
 (403 for a refused origin, 413 for an oversized body), never an exception. What a request
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,10 +33,12 @@ from engine.protocol import takes_offsets
 from engine.transport._frames import accept_key
 from engine.transport._host import EioError
 from engine.transport._io import close_socket, recv_some, send_all
+from engine.transport._routes import HttpRequest, HttpResponse
 from engine.transport._websocket import WebSocketConn
 
 if TYPE_CHECKING:
     from engine.transport._host import EngineHost
+    from engine.transport._routes import HttpRoute
 
 log = logging.getLogger("zapline.engine")
 
@@ -63,8 +67,9 @@ class _Request:
         self.method = event.method.decode()
         parts = urlsplit(event.target.decode("latin-1"))
         self.path = parts.path
-        self.query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        self.headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
+        self.query = {k: v[0] for k, v in parse_qs(parts.query).items()} if parts.query else {}
+        # h11 lower-cases header names already
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
 
 
 async def handle_connection(host: EngineHost, sock: socket.socket, remote: str) -> None:
@@ -202,6 +207,17 @@ async def _respond(
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
+    await _send_response(conn, sock, status, headers, body)
+
+
+async def _send_response(
+    conn: h11.Connection,
+    sock: socket.socket,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+) -> None:
+    """Write status line, ``headers`` and ``body`` in one socket write."""
     if conn.their_state is h11.SEND_BODY:
         # We answer without reading the request's body (a refusal), so this connection cannot
         # carry another request: say so, or a keep-alive client would lose its next one.
@@ -238,6 +254,10 @@ async def _route(
 ) -> bool:
     """Answer one request; return True if the socket became a websocket (and is done)."""
     options = host.options
+    mounted = host.http_routes.get(request.path)
+    if mounted is not None:
+        await _serve_mounted(conn, sock, request, mounted, remote, options.header_timeout)
+        return False
     # Only POST carries a body; every other request is read to its end here, so keep-alive
     # works (h11 starts the next cycle only once both sides are DONE) and an upgrade request
     # reaches the PAUSED state h11 expects before the 101.
@@ -315,6 +335,53 @@ async def _route(
         return False
     await _error(conn, sock, BAD_HANDSHAKE_METHOD, 400, cors)
     return False
+
+
+async def _serve_mounted(
+    conn: h11.Connection,
+    sock: socket.socket,
+    request: _Request,
+    methods: Mapping[str, HttpRoute],
+    remote: str,
+    within: float,
+) -> None:
+    """Serve a request to a mounted path (the contract of ``_routes.py``)."""
+    route = methods.get(request.method)
+    if route is None:
+        await _read_body(conn, sock, 0, within)  # a body left unread closes the connection
+        allow = ", ".join(sorted(methods)).encode()
+        await _respond(
+            conn, sock, 405, b'{"error":"method not allowed"}', _JSON, [(b"allow", allow)]
+        )
+        return
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > route.max_body:
+        raw = None
+    else:
+        raw = await _read_body(conn, sock, route.max_body, within)
+    if raw is None and conn.their_state is h11.SEND_BODY:
+        await _discard(conn, sock, route.discard_bytes, route.discard_seconds)
+    incoming = HttpRequest(request.method, request.path, request.headers, raw, remote)
+    try:
+        response = await route.handler(incoming)
+    except Exception:
+        log.exception("%s %s from %s: the handler failed", request.method, request.path, remote)
+        response = HttpResponse(
+            500, b'{"error":"internal server error"}', ((b"content-type", _JSON),)
+        )
+    headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+    await _send_response(conn, sock, response.status, headers, response.body)
+
+
+async def _discard(conn: h11.Connection, sock: socket.socket, budget: int, seconds: float) -> None:
+    """Read and drop the request's body until it ends, ``budget`` bytes or ``seconds``."""
+    with anyio.move_on_after(seconds):
+        while budget > 0:
+            event = await _next_event(conn, sock)
+            if isinstance(event, h11.Data):
+                budget -= len(event.data)
+            else:
+                return  # EndOfMessage (keep-alive stays possible), or the peer went away
 
 
 def _negotiate_deflate(

@@ -96,10 +96,18 @@ def test_median_run_takes_the_middle_run_and_the_median_of_each_figure() -> None
     assert two["clients"] == 1000 and isinstance(two["clients"], int)
 
 
-@pytest.fixture(scope="module")
-def zapline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+@pytest.fixture(scope="module", params=["socket", "api"])
+def zapline(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    """A server whose webhooks the bench posts to its Socket.IO port, or to its API port."""
     with ProcessSet() as procs:
-        yield start_zapline(procs, Path(tmp_path_factory.mktemp("zapline")), 2)
+        workdir = Path(tmp_path_factory.mktemp("zapline"))
+        target = start_zapline(procs, workdir, 2, webhook_port=request.param)
+        assert target.post_url == (
+            target.socket_url if request.param == "socket" else target.api_url
+        )
+        yield target
 
 
 @pytest.mark.anyio

@@ -92,6 +92,15 @@ class ZaplineServer:
         return f"{self.api_url}/webhooks/whatsapp"
 
     @property
+    def socket_webhook_url(self) -> str:
+        """The same webhook POST on the Socket.IO port (api/webhook_engine.py)."""
+        return f"{self.socket_url}/webhooks/whatsapp"
+
+    def webhook_url_of(self, port: str) -> str:
+        """The webhook URL on the ``api`` or the ``socket`` port."""
+        return self.socket_webhook_url if port == "socket" else self.webhook_url
+
+    @property
     def log_path(self) -> Path:
         """The server's combined stdout/stderr across all starts."""
         return self.workdir / "zapline-serve.log"
@@ -327,13 +336,15 @@ async def post_webhook(
     *,
     secret: str | None = None,
     headers: dict[str, str] | None = None,
+    port: str = "api",
 ) -> httpx.Response:
-    """POST ``body`` to the server's webhook, signed with ``secret`` when given."""
+    """POST ``body`` to the server's webhook (on the ``api`` or ``socket`` port), signed with
+    ``secret`` when given."""
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     sent = {"Content-Type": "application/json", **(headers or {})}
     if secret:
         sent["X-Hub-Signature-256"] = sign(raw, secret)
-    return await http.post(server.webhook_url, content=raw, headers=sent)
+    return await http.post(server.webhook_url_of(port), content=raw, headers=sent)
 
 
 def auth(token: str) -> dict[str, str]:

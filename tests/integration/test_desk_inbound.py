@@ -27,6 +27,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
+# The webhook POST is served on both listeners, one intake (api/webhook_intake.py): the
+# contract tests below run on each.
+PORTS = pytest.mark.parametrize("port", ["api", "socket"])
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MESSAGE_KEYS = {
@@ -138,8 +141,9 @@ async def test_verification_handshake(
         assert "error" in refused.json()
 
 
+@PORTS
 async def test_signature_is_enforced_for_an_account_with_an_app_secret(
-    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory, port: str
 ) -> None:
     _, events = await sio(zapline.socket_url, tenant.token)
     pnid = tenant.phone_number_id
@@ -147,10 +151,10 @@ async def test_signature_is_enforced_for_an_account_with_an_app_secret(
     forged = text_message_webhook(phone_number_id=pnid, wamid="wamid.forged", body="x")
     good = text_message_webhook(phone_number_id=pnid, wamid="wamid.signed", body="signed")
 
-    missing = await post_webhook(http, zapline, unsigned)
+    missing = await post_webhook(http, zapline, unsigned, port=port)
     assert missing.status_code == 401
     assert "error" in missing.json()
-    bad = await post_webhook(http, zapline, forged, secret="some-other-secret")
+    bad = await post_webhook(http, zapline, forged, secret="some-other-secret", port=port)
     assert bad.status_code == 401
     assert "error" in bad.json()
     tampered_raw = orjson.dumps(good)
@@ -158,11 +162,11 @@ async def test_signature_is_enforced_for_an_account_with_an_app_secret(
 
     header = {"X-Hub-Signature-256": sign(tampered_raw, tenant.app_secret or "")}
     tampered = await post_webhook(
-        http, zapline, tampered_raw.replace(b"signed", b"SIGNED"), headers=header
+        http, zapline, tampered_raw.replace(b"signed", b"SIGNED"), headers=header, port=port
     )
     assert tampered.status_code == 401
 
-    accepted = await post_webhook(http, zapline, good, secret=tenant.app_secret)
+    accepted = await post_webhook(http, zapline, good, secret=tenant.app_secret, port=port)
     assert accepted.status_code == 200, accepted.text
     (event,) = await events.wait_for("message:new")
     assert event["message"]["whatsappMessageId"] == "wamid.signed"
@@ -171,12 +175,13 @@ async def test_signature_is_enforced_for_an_account_with_an_app_secret(
     assert [m["whatsappMessageId"] for m in stored] == ["wamid.signed"]
 
 
+@PORTS
 async def test_malformed_oversized_and_unroutable_posts(
-    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory, port: str
 ) -> None:
     _, events = await sio(zapline.socket_url, tenant.token)
     malformed = await http.post(
-        zapline.webhook_url,
+        zapline.webhook_url_of(port),
         content=b'{"object": "whatsapp_business_account", "entry": [',
         headers={"Content-Type": "application/json"},
     )
@@ -184,12 +189,12 @@ async def test_malformed_oversized_and_unroutable_posts(
     assert "error" in malformed.json()
 
     big = text_message_webhook(phone_number_id=tenant.phone_number_id, body="a" * WEBHOOK_MAX_BYTES)
-    too_large = await post_webhook(http, zapline, big, secret=tenant.app_secret)
+    too_large = await post_webhook(http, zapline, big, secret=tenant.app_secret, port=port)
     assert too_large.status_code == 413
     assert "error" in too_large.json()
 
     unknown = text_message_webhook(phone_number_id="pn-nobody-has-this", body="lost?")
-    unroutable = await post_webhook(http, zapline, unknown)
+    unroutable = await post_webhook(http, zapline, unknown, port=port)
     assert unroutable.status_code == 200, unroutable.text
     await events.expect_none("message:new", within=1.0)
     listed = await http.get(f"{zapline.api_url}/api/conversations", headers=auth(tenant.token))
@@ -427,21 +432,30 @@ async def test_zapline_listen_prints_message_new(
         await listen.aclose()
 
 
+@PORTS
 async def test_webhook_posts_keep_request_ids_and_refuse_streamed_oversize_bodies(
-    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, port: str
 ) -> None:
-    # The post route is served in front of Quart (api/webhook_post.py): it must still answer
-    # what every API route answers, and bound a body that declares no length.
+    # The post route is served in front of Quart (api/webhook_post.py) and on the engine's
+    # listener (api/webhook_engine.py): it must still answer what every API route answers,
+    # and bound a body that declares no length.
     pnid = tenant.phone_number_id
-    body = text_message_webhook(phone_number_id=pnid, wamid="wamid.rid", body="rid")
+    body = text_message_webhook(phone_number_id=pnid, wamid=f"wamid.rid.{port}", body="rid")
     kept = await post_webhook(
-        http, zapline, body, secret=tenant.app_secret, headers={"X-Request-Id": "desk-rid-1"}
+        http,
+        zapline,
+        body,
+        secret=tenant.app_secret,
+        headers={"X-Request-Id": "desk-rid-1"},
+        port=port,
     )
     assert kept.status_code == 200, kept.text
     assert kept.headers["x-request-id"] == "desk-rid-1"
     assert kept.headers["content-type"] == "application/json"
     assert set(kept.json()) == {"status", "inboxId"}
-    generated = await post_webhook(http, zapline, b"{not json", headers={"X-Request-Id": "x" * 65})
+    generated = await post_webhook(
+        http, zapline, b"{not json", headers={"X-Request-Id": "x" * 65}, port=port
+    )
     assert generated.status_code == 400
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
 
@@ -450,7 +464,9 @@ async def test_webhook_posts_keep_request_ids_and_refuse_streamed_oversize_bodie
             yield b" " * 4096
 
     streamed = await http.post(
-        zapline.webhook_url, content=chunks(), headers={"Content-Type": "application/json"}
+        zapline.webhook_url_of(port),
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
     )
     assert streamed.status_code == 413, streamed.text
     assert "error" in streamed.json()

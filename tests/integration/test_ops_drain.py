@@ -101,6 +101,7 @@ class DrainRun:
 
     not_ready: tuple[int, str, Any] = (0, "", None)
     refused: tuple[int, str, Any] = (0, "", None)
+    refused_on_socket_port: tuple[int, str, Any] = (0, "", None)
     alive_while_held: bool = False
     connected_while_held: bool = False
     exit_code: int | None = None
@@ -216,6 +217,9 @@ async def run_held_drain(workdir: Path, run: DrainRun) -> None:
             run.not_ready = answer(await wait_not_ready(http, server))
             late = text_message_webhook(phone_number_id=tenant.phone_number_id, body="late")
             run.refused = answer(await post_webhook(http, server, late, secret=tenant.app_secret))
+            run.refused_on_socket_port = answer(
+                await post_webhook(http, server, late, secret=tenant.app_secret, port="socket")
+            )
             await anyio.sleep(0.3)
             run.alive_while_held = proc.poll() is None
             run.connected_while_held = not events.named("disconnect")
@@ -246,9 +250,10 @@ async def held(tmp_path_factory: pytest.TempPathFactory) -> DrainRun:
 
 async def test_while_draining_readiness_is_503_and_webhooks_get_503(held: DrainRun) -> None:
     assert held.not_ready == (503, "application/json", NOT_ACCEPTING)
-    status, kind, body = held.refused
-    assert (status, kind) == (503, "application/json"), held.refused
-    assert isinstance(body["error"], str) and body["error"]
+    for refused in (held.refused, held.refused_on_socket_port):  # both listeners take posts
+        status, kind, body = refused
+        assert (status, kind) == (503, "application/json"), refused
+        assert isinstance(body["error"], str) and body["error"]
 
 
 async def test_the_drain_waits_for_running_work_and_sockets_close_after_it(
