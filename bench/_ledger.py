@@ -11,8 +11,9 @@ two scrapes of /metrics. Divided by the webhooks the phase got answered, that is
   ``cost_rest_ms`` (the event loop's remainder: processing, job queue and group-commit
   plumbing, Hypercorn's HTTP parsing, scheduling), and the wall time of the worker-thread
   stages ``cost_inbox_commit_ms`` (durable inbox commits, fsync included) and
-  ``cost_db_write_ms`` (batched message/contact/conversation writes). Wall per webhook of a
-  shared batch: at load, batches grow and these fall.
+  ``cost_db_write_ms`` (batched message/contact/conversation writes of the messages that take
+  the job path; a webhook of plain messages is stored in its inbox commit and has none). Wall
+  per webhook of a shared batch: at load, batches grow and these fall.
 
 A regression shows as the stage whose figure moved. A target without /metrics (the
 baselines) gets the /proc figures only. Figures are per webhook answered 2xx.
