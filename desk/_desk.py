@@ -230,8 +230,7 @@ class Desk:
                 inbox_id, results = await self.intake.commit_with(raw, records)
                 if results is not None:
                     self._log_skipped(inbox_id, batch)
-                    for (_, told), result in zip(inline, results, strict=True):
-                        await self._announce_inbound(told, result)
+                    await self._announce_stored(inbox_id, inline, results)
                     return inbox_id
         else:
             keys = [] if batch is None else [conversation_key(m) for m in batch.messages]
@@ -260,6 +259,20 @@ class Desk:
             if inline is None:
                 self._splitting.release(keys)
         return inbox_id
+
+    async def _announce_stored(
+        self,
+        inbox_id: int,
+        inline: list[tuple[InboundRecord, list[LoggedEvent]]],
+        results: list[InboundResult],
+    ) -> None:
+        # Stored and logged already: a failure here (moving an older message's card needs a
+        # read) is no reason to refuse the webhook; the log still holds every event.
+        try:
+            for (_, told), result in zip(inline, results, strict=True):
+                await self._announce_inbound(told, result)
+        except Exception as exc:
+            log.warning("inbox %d: stored, not all announced live: %s", inbox_id, exc)
 
     async def _inline(
         self, batch: WebhookBatch, received: float

@@ -183,29 +183,21 @@ class SQLStorage(ReadPositionsSQL, AuditStorage, Storage):
     async def intake_many(
         self, items: Sequence[tuple[bytes, Sequence[InboundRecord]]]
     ) -> list[tuple[int, list[InboundResult]]]:
-        bodies = c.check_bodies([body for body, _ in items])
         if not any(records for _, records in items):
-            return [(i, []) for i in await self.inbox_append(bodies)]
-        now = c.utcnow()
-        steps = self._intake(bodies, [records for _, records in items], now)
+            return [(i, []) for i in await self.inbox_append([body for body, _ in items])]
+        bodies = c.check_bodies([body for body, _ in items])
+        steps = self._intake(bodies, [records for _, records in items], c.utcnow())
         return await self._run(steps, durable=True)
 
     def _intake(
         self, bodies: Sequence[bytes], records: Sequence[Sequence[InboundRecord]], now: datetime
     ) -> Steps[list[tuple[int, list[InboundResult]]]]:
-        stored: list[tuple[int, list[InboundResult]]] = []
-        events: list[ev.LoggedEvent] = []
+        ids = []
         for body, held in zip(bodies, records, strict=True):
-            inbox_id = yield from tx.inbox_row(body, now, "done" if held else "pending")
-            results = []
-            for record in held:
-                result = yield from self._inbound(record, now)
-                results.append(result)
-                if record.describe is not None:
-                    events.extend(record.describe(result))
-            stored.append((inbox_id, results))
-        yield from ev.log(events, now)
-        return stored
+            ids.append((yield from tx.inbox_row(body, now, "done" if held else "pending")))
+        # Every body's records in order, as one batch: one event numbering, one log INSERT.
+        results = iter((yield from self._inbound_batch([r for held in records for r in held], now)))
+        return [(i, [next(results) for _ in held]) for i, held in zip(ids, records, strict=True)]
 
     async def inbox_pending(self, *, after_id: int = 0, limit: int = 500) -> list[InboxItem]:
         found = await self._all(
