@@ -32,7 +32,7 @@ from wsproto.extensions import PerMessageDeflate
 from engine.protocol import takes_offsets
 from engine.transport._frames import accept_key
 from engine.transport._host import EioError
-from engine.transport._io import close_socket, recv_some, send_all
+from engine.transport._io import close_socket, recv_some, send_all, unwatch
 from engine.transport._routes import HttpRequest, HttpResponse
 from engine.transport._websocket import WebSocketConn
 
@@ -433,6 +433,7 @@ async def _upgrade(
         headers.append((b"sec-websocket-extensions", ext_header.encode()))
     await send_all(sock, conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
     trailing, _closed = conn.trailing_data
+    unwatch(sock)  # the reactor reads it from now on
     options = host.options
     if options.send_buffer > 0:
         # Bound what the kernel holds for a peer that stops reading: the outbox limit is
