@@ -165,6 +165,29 @@ async def test_only_the_inbox_commit_is_fsynced(tmp_path: Path) -> None:
         await store.aclose()
 
 
+async def test_the_level_is_set_only_when_a_commit_needs_another(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(str(tmp_path / "x.db"))
+    try:
+        await store.migrate()
+        seen: list[str] = []
+        await store._call(lambda db: db.set_trace_callback(seen.append))
+        for _ in range(3):
+            await store.inbox_append([b"{}"])  # FULL (migrate left NORMAL), then as it is
+        await store.inbox_mark([1], "done")  # NORMAL
+        await store.inbox_append([b"{}"])  # FULL again
+        await store._call(lambda db: db.set_trace_callback(None))
+        pragmas = [sql for sql in seen if sql.startswith("PRAGMA synchronous")]
+        expected = [
+            "PRAGMA synchronous=FULL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA synchronous=FULL",
+        ]
+        assert pragmas == expected
+        assert await _synchronous(store) == 2
+    finally:
+        await store.aclose()
+
+
 async def test_without_wal_every_commit_is_fsynced() -> None:
     store = await SQLiteStorage.open(":memory:")  # no WAL for an in-memory database
     try:
