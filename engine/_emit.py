@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from engine.protocol import SioPacket, SioPacketType, encode_sio, encode_sio_str
 
 if TYPE_CHECKING:
@@ -27,14 +29,32 @@ def encode_events(
     """
     texts: list[str] = []
     binary: dict[int, list[str | bytes]] = {}
+    if namespace == "/":
+        # Every desk event: the text encode_sio_str gives ("4" + "2" + the JSON of
+        # [name, *args]) without a packet object per event. timeit, 100 unread:update
+        # events: 0.30 us an event instead of 1.27 (the few-tenants bench encodes about 60
+        # of them per webhook).
+        dumps = orjson.dumps
+        for i, (event, args) in enumerate(events):
+            try:
+                texts.append("42" + dumps([event, *args]).decode())
+            except TypeError:  # binary somewhere in args: attachments follow the header
+                binary[i] = _binary_event(event, args, namespace)
+                texts.append("")
+        return texts, binary
     for i, (event, args) in enumerate(events):
         packet = SioPacket(SioPacketType.EVENT, namespace, [event, *args])
         try:
             texts.append("4" + encode_sio_str(packet))
-        except TypeError:  # binary somewhere in args: attachments follow the header
-            binary[i] = [("4" + p) if isinstance(p, str) else p for p in encode_sio(packet)]
+        except TypeError:
+            binary[i] = _binary_event(event, args, namespace)
             texts.append("")
     return texts, binary
+
+
+def _binary_event(event: str, args: tuple[Any, ...], namespace: str) -> list[str | bytes]:
+    packet = SioPacket(SioPacketType.EVENT, namespace, [event, *args])
+    return [("4" + p) if isinstance(p, str) else p for p in encode_sio(packet)]
 
 
 def with_offsets(
