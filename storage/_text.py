@@ -63,4 +63,14 @@ def encode_json(value: Any) -> str:
 
     Raises TypeError (orjson.JSONEncodeError) for a value JSON cannot hold.
     """
-    return orjson.dumps(storable(value)).decode()
+    # Most values hold neither: orjson itself refuses surrogates, and writes a NUL as the
+    # escape \u0000, so its text needs the walk only when it refused or shows that escape
+    # (or the six characters themselves, escaped as \\u0000: the walk is then merely
+    # unneeded). timeit, a message:new payload: 0.6 us instead of 8 us.
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        return orjson.dumps(storable(value)).decode()
+    if "\\u0000" in text:
+        return orjson.dumps(storable(value)).decode()
+    return text
