@@ -13,17 +13,32 @@ from desk.journal import Journal
 from desk.permissions import audience, may_see, union
 from storage import UNSET, Conversation, LoggedEvent, Storage, Unset, VersionConflict
 
-__all__ = ["MAX_STAGE", "assign", "check_stage", "check_version", "update_conversation"]
+__all__ = [
+    "MAX_STAGE",
+    "MAX_VERSION",
+    "assign",
+    "check_stage",
+    "check_version",
+    "update_conversation",
+]
 
 MAX_STAGE: Final = 64
+MAX_VERSION: Final = 2**31 - 1
 
 
 def check_version(value: Any) -> int | None:
-    """``expectedVersion`` of a request as an int (None when absent); ValueError otherwise."""
+    """``expectedVersion`` of a request as an int (None when absent); ValueError otherwise.
+
+    The one check of both transports (PATCH and ``conversation:assign``), so they take and
+    refuse the same values with the same words. Booleans are refused although Python counts
+    them as ints, and so is anything past ``MAX_VERSION``: the two JSON decoders part ways
+    there (the API's keeps a 2**64 as an int, the socket's orjson makes it a float), and no
+    card gets that far (PostgreSQL stores the version as a 32-bit ``integer``).
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("expectedVersion must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+        raise ValueError(f"expectedVersion must be an integer from 0 to {MAX_VERSION}")
     return value
 
 

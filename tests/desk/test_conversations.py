@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from desk.conversations import MAX_STAGE, check_stage
+from desk.conversations import MAX_STAGE, MAX_VERSION, check_stage, check_version
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,18 @@ def test_control_characters_and_lone_surrogates_are_refused(stage: str) -> None:
 def test_an_empty_long_or_non_string_stage_is_refused(stage: Any) -> None:
     with pytest.raises(ValueError, match="^stage must be a non-empty string of at most 64 "):
         check_stage(stage)
+
+
+@pytest.mark.parametrize("version", [None, 0, 1, MAX_VERSION])
+def test_an_expected_version_is_an_int_up_to_the_columns_range(version: int | None) -> None:
+    assert check_version(version) == version
+
+
+@pytest.mark.parametrize(
+    "version",
+    [True, False, "1", "", 1.0, 1.5, float("nan"), -1, MAX_VERSION + 1, 2**64, [1], {"v": 1}],
+)
+def test_anything_else_is_refused_with_one_message(version: Any) -> None:
+    with pytest.raises(ValueError) as refused:
+        check_version(version)
+    assert str(refused.value) == "expectedVersion must be an integer from 0 to 2147483647"
