@@ -10,6 +10,7 @@ from quart import Blueprint, current_app, request
 from api.context import runtime_of
 from api.guard import claims, error, require_auth
 from desk.auth import issue_token
+from desk.contract import user_payload
 
 log = logging.getLogger("zapline.api")
 blueprint = Blueprint("auth", __name__)
@@ -53,13 +54,7 @@ async def login() -> Any:
     )
     return {
         "token": token,
-        "user": {
-            "id": user.id,
-            "tenantId": user.tenant_id,
-            "role": user.role,
-            "email": user.email,
-            "name": user.name,
-        },
+        "user": user_payload(user),
     }
 
 
@@ -75,12 +70,6 @@ async def me() -> Any:
         return error(404, "user not found")
     total = await runtime.desk.reads.unread.total(who.tenant_id, who.user_id, who.role)
     return {
-        "user": {
-            "id": user.id,
-            "tenantId": user.tenant_id,
-            "role": user.role,
-            "email": user.email,
-            "name": user.name,
-        },
+        "user": user_payload(user),
         "totalUnread": total,
     }

@@ -12,7 +12,7 @@ from api.context import runtime_of
 from api.guard import claims, denied, error, require_auth
 from desk.audit import send_action
 from desk.contract import conversation_payload, iso, message_payload
-from desk.conversations import check_version
+from desk.conversations import check_stage, check_version
 from desk.conversations import update_conversation as update_conversation_card
 from desk.permissions import may_see, sees_everything
 from desk.whatsapp import CloudApiError, build_message
@@ -143,9 +143,10 @@ async def update_conversation(conversation_id: str) -> Any:
         expected = check_version(body.get("expectedVersion"))
     except ValueError as exc:
         return error(400, str(exc), field="expectedVersion")
-    stage = body.get("stage")
-    if stage is not None and (not isinstance(stage, str) or not stage.strip() or len(stage) > 64):
-        return error(400, "stage must be a non-empty string of at most 64 characters")
+    try:
+        stage = check_stage(body.get("stage"))
+    except ValueError as exc:
+        return error(400, str(exc), field="stage")
     assignee: Any = UNSET
     if "assigneeId" in body:
         assignee = body["assigneeId"]

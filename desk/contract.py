@@ -2,7 +2,8 @@
 
 The README's ``## Wire contract`` block declares every event and REST body; this module is
 the one place that builds them, and the integration suite checks what it builds against that
-block.
+block. The admin CLI prints its records with the same builders (tenants and numbers, which
+no event or REST body carries, in the same casing and timestamp form).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from desk.window import window_expires_at
-from storage import Contact, Conversation, Message
+from storage import Account, Contact, Conversation, Message, Tenant, User
 
 
 def tenant_room(tenant_id: str) -> str:
@@ -34,6 +35,37 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def user_payload(user: User) -> dict[str, Any]:
+    """``{id, tenantId, role, email, name}``: the ``user`` of the login answer and of ``/api/me``."""
+    return {
+        "id": user.id,
+        "tenantId": user.tenant_id,
+        "role": user.role,
+        "email": user.email,
+        "name": user.name,
+    }
+
+
+def tenant_payload(tenant: Tenant) -> dict[str, Any]:
+    """``{id, name, createdAt}`` (what ``zapline tenant create`` prints)."""
+    return {"id": tenant.id, "name": tenant.name, "createdAt": iso(tenant.created_at)}
+
+
+def account_payload(account: Account) -> dict[str, Any]:
+    """A WhatsApp number as ``zapline account add`` prints it: ``{id, tenantId, phoneNumberId,
+    verifyToken, appSecret, accessToken, createdAt}``, the two secrets only as ``"***"`` when
+    set (None when not), never their value."""
+    return {
+        "id": account.id,
+        "tenantId": account.tenant_id,
+        "phoneNumberId": account.phone_number_id,
+        "verifyToken": account.verify_token,
+        "appSecret": "***" if account.app_secret else None,
+        "accessToken": "***" if account.access_token else None,
+        "createdAt": iso(account.created_at),
+    }
 
 
 def contact_payload(contact: Contact) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from desk.audit import AuditSink
 from desk.contract import conversation_payload, iso, user_room
@@ -12,15 +13,49 @@ from desk.journal import Journal
 from desk.permissions import audience, may_see, union
 from storage import UNSET, Conversation, LoggedEvent, Storage, Unset, VersionConflict
 
-__all__ = ["assign", "check_version", "update_conversation"]
+__all__ = [
+    "MAX_STAGE",
+    "MAX_VERSION",
+    "assign",
+    "check_stage",
+    "check_version",
+    "update_conversation",
+]
+
+MAX_STAGE: Final = 64
+MAX_VERSION: Final = 2**31 - 1
 
 
 def check_version(value: Any) -> int | None:
-    """``expectedVersion`` of a request as an int (None when absent); ValueError otherwise."""
+    """``expectedVersion`` of a request as an int (None when absent); ValueError otherwise.
+
+    The one check of both transports (PATCH and ``conversation:assign``), so they take and
+    refuse the same values with the same words. Booleans are refused although Python counts
+    them as ints, and so is anything past ``MAX_VERSION``: the two JSON decoders part ways
+    there (the API's keeps a 2**64 as an int, the socket's orjson makes it a float), and no
+    card gets that far (PostgreSQL stores the version as a 32-bit ``integer``).
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("expectedVersion must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+        raise ValueError(f"expectedVersion must be an integer from 0 to {MAX_VERSION}")
+    return value
+
+
+def check_stage(value: Any) -> str | None:
+    """``stage`` of a request (None when absent); ValueError saying what is wrong otherwise.
+
+    A stage is a Kanban column's name: 1 to ``MAX_STAGE`` characters, not only whitespace,
+    and no control characters (C0, DEL, C1: a NUL, a tab, an escape) or lone surrogates.
+    Storage would silently turn a NUL or a lone surrogate into U+FFFD (``storage._text``),
+    so the card would land in a column nobody asked for; refusing it says so instead.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_STAGE:
+        raise ValueError(f"stage must be a non-empty string of at most {MAX_STAGE} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError("stage must not contain control characters or lone surrogates")
     return value
 
 
@@ -59,7 +94,7 @@ async def update_conversation(
     then ``evict(card)`` takes the conversation's room from the sockets that may no longer
     see it. Returns None when the
     conversation is not the tenant's. The caller has checked that ``assignee_id`` is a user
-    of the tenant. Raises what storage raises.
+    of the tenant and ``stage`` with ``check_stage``. Raises what storage raises.
 
     With ``expected_version``, a card whose version moved on since is left alone: raises
     VersionConflict with the current card (nothing announced). With ``audit``, a stage

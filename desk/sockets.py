@@ -229,6 +229,7 @@ def attach_realtime(
                 data["role"],
                 body.get("conversationId"),
                 body["assigneeId"],
+                # Checked by desk.conversations.check_version, as PATCH checks it.
                 expected_version=body.get("expectedVersion"),
             )
 

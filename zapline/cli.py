@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import orjson
@@ -16,9 +15,8 @@ from zapline.config import ConfigError, Settings, load_settings
 
 
 def _print_json(value: Any) -> None:
-    if is_dataclass(value) and not isinstance(value, type):
-        value = asdict(value)
-    sys.stdout.write(orjson.dumps(value, default=str).decode() + "\n")
+    # Records are printed through desk.contract's builders, in the API's camelCase form.
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
     sys.stdout.flush()
 
 
@@ -161,11 +159,15 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tenant_create(args: argparse.Namespace, settings: Settings) -> int:
-    _print_json(_with_storage(settings, lambda s: s.create_tenant(args.name)))
+    from desk.contract import tenant_payload
+
+    _print_json(tenant_payload(_with_storage(settings, lambda s: s.create_tenant(args.name))))
     return 0
 
 
 def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from desk.contract import user_payload
+
     async def go(storage: Any) -> Any:
         if await storage.get_tenant(args.tenant) is None:
             raise LookupError(f"no tenant {args.tenant!r}")
@@ -173,7 +175,7 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
             args.tenant, args.email, args.password, role=args.role, name=args.name
         )
 
-    _print_json(_with_storage(settings, go))
+    _print_json(user_payload(_with_storage(settings, go)))
     return 0
 
 
@@ -189,23 +191,20 @@ def cmd_account_read_receipts(args: argparse.Namespace, settings: Settings) -> i
 
 
 def cmd_account_add(args: argparse.Namespace, settings: Settings) -> int:
+    from desk.contract import account_payload
+
     async def go(storage: Any) -> Any:
         if await storage.get_tenant(args.tenant) is None:
             raise LookupError(f"no tenant {args.tenant!r}")
-        account = await storage.add_account(
+        return await storage.add_account(
             args.tenant,
             args.phone_number_id,
             verify_token=args.verify_token,
             app_secret=args.app_secret,
             access_token=args.access_token,
         )
-        return {
-            **asdict(account),
-            "app_secret": "***" if account.app_secret else None,
-            "access_token": "***" if account.access_token else None,
-        }
 
-    _print_json(_with_storage(settings, go))
+    _print_json(account_payload(_with_storage(settings, go)))
     return 0
 
 

@@ -316,7 +316,7 @@ def create_tenant(
     if app_secret:
         args += ["--app-secret", app_secret]
     account = server.cli(*args)
-    assert account["phone_number_id"] == pnid
+    assert account["phoneNumberId"] == pnid
     return Tenant(
         id=tenant["id"],
         user_id=user["id"],

@@ -19,6 +19,24 @@ from desk.whatsapp import text_message_webhook
 
 pytestmark = pytest.mark.anyio
 
+# Refused alike on both paths: a bool is an int to Python; 2**63 is still an int to the
+# socket's JSON decoder and 2**64 no longer is (a float), while the API's keeps both as ints.
+BAD_VERSIONS: list[object] = [
+    True,
+    False,
+    "1",
+    "",
+    1.0,
+    1.5,
+    -1,
+    [1],
+    {"v": 1},
+    2**31,
+    2**63,
+    2**64,
+]
+REFUSED_VERSION = "expectedVersion must be an integer from 0 to 2147483647"
+
 
 async def new_card(
     http: httpx.AsyncClient, server: ZaplineServer, tenant: Tenant, sio: SocketFactory
@@ -105,4 +123,43 @@ async def test_conversation_assign_with_a_stale_version_acks_the_current_card(
     )
     assert unversioned["ok"] is True and unversioned["conversation"]["version"] == 3
     bad = await client.call("conversation:assign", {**request, "expectedVersion": "2"}, timeout=5)
-    assert bad == {"ok": False, "error": "expectedVersion must be a non-negative integer"}
+    assert bad == {"ok": False, "error": REFUSED_VERSION}
+
+
+async def test_patch_refuses_a_bad_expected_version_with_400_naming_the_field(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    conversation_id, _ = await new_card(http, zapline, tenant, sio)
+    url = f"{zapline.api_url}/api/conversations/{conversation_id}"
+    for bad in BAD_VERSIONS:
+        refused = await http.patch(
+            url, json={"stage": "x", "expectedVersion": bad}, headers=auth(tenant.token)
+        )
+        assert refused.status_code == 400, (bad, refused.text)
+        assert refused.json() == {"error": REFUSED_VERSION, "field": "expectedVersion"}, bad
+    card = (await http.get(url, headers=auth(tenant.token))).json()["conversation"]
+    assert (card["stage"], card["version"]) == ("new", 0)
+    top = await http.patch(
+        url, json={"stage": "x", "expectedVersion": 2**31 - 1}, headers=auth(tenant.token)
+    )
+    assert top.status_code == 409, top.text  # a valid version, just not this card's
+
+
+async def test_conversation_assign_refuses_a_bad_expected_version_with_the_same_words(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    conversation_id, _ = await new_card(http, zapline, tenant, sio)
+    client, _ = await sio(zapline.socket_url, tenant.token)
+    request = {"conversationId": conversation_id, "assigneeId": tenant.user_id}
+    for bad in BAD_VERSIONS:
+        ack = await client.call(
+            "conversation:assign", {**request, "expectedVersion": bad}, timeout=5
+        )
+        assert ack == {"ok": False, "error": REFUSED_VERSION}, bad
+    url = f"{zapline.api_url}/api/conversations/{conversation_id}"
+    card = (await http.get(url, headers=auth(tenant.token))).json()["conversation"]
+    assert (card["assigneeId"], card["version"]) == (None, 0)
+    top = await client.call(
+        "conversation:assign", {**request, "expectedVersion": 2**31 - 1}, timeout=5
+    )
+    assert top["ok"] is False and "version conflict" in top["error"], top

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -215,3 +216,28 @@ async def test_another_tenant_sees_nothing(
     await events_b.expect_none("message:new", within=0.3)
     leaked = [name for name, _ in events_b.events if name not in ("connect",)]
     assert leaked == [], f"tenant B received {leaked}"
+
+
+async def test_a_stage_with_control_characters_is_refused_naming_the_field(
+    zapline: ZaplineServer, tenant: Tenant, http: httpx.AsyncClient, sio: SocketFactory
+) -> None:
+    _, events = await sio(zapline.socket_url, tenant.token)
+    (new,) = await deliver(zapline, tenant, http, events, [("5511700000900", "oi", T0)])
+    url = f"{zapline.api_url}/api/conversations/{new['conversationId']}"
+    headers = {**auth(tenant.token), "Content-Type": "application/json"}
+    control = ["a\x00b", "tab\there", "two\nlines", "\x1b[31mred", "del\x7f", "c1\x85", "\ud800"]
+    for stage in control + ["x" * 65, "   ", "", 7]:
+        # json.dumps escapes them all (a lone surrogate too), as a browser's JSON.stringify does.
+        refused = await http.patch(url, content=json.dumps({"stage": stage}), headers=headers)
+        assert refused.status_code == 400, (stage, refused.text)
+        assert refused.json()["field"] == "stage", stage
+        wanted = "control characters" if stage in control else "at most 64 characters"
+        assert wanted in refused.json()["error"], (stage, refused.json())
+    card = (await http.get(url, headers=auth(tenant.token))).json()["conversation"]
+    assert (card["stage"], card["version"]) == ("new", 0)
+
+    # Any printable text is a stage, emoji sequences (joined by U+200D) included.
+    stage = "👩\u200d💻 suporte".ljust(64, ".")
+    moved = await http.patch(url, content=json.dumps({"stage": stage}), headers=headers)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["conversation"]["stage"] == stage
