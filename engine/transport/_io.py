@@ -50,6 +50,8 @@ class _Watch:
         self.maybe_more = True  # a fresh connection may already hold its first request
 
     async def readable(self) -> None:
+        if self.waiter is not None:
+            raise anyio.BusyResourceError("reading from")  # as anyio.wait_readable does
         waiter = self.loop.create_future()
         self.waiter = waiter
         if not self.watching:

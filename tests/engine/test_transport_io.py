@@ -128,3 +128,16 @@ async def test_the_end_of_stream_reads_empty_and_unwatch_forgets_the_socket(
     unwatch(ours)
     unwatch(ours)  # idempotent
     assert ours not in _watches
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_second_reader_of_the_same_socket_is_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recv_some, ours)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(anyio.BusyResourceError):
+            await recv_some(ours)
+        theirs.send(b"x")  # the first reader still gets it
