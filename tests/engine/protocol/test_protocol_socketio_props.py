@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from socketio.packet import Packet as PeerPacket
 
+from engine._emit import encode_events
 from engine.protocol import (
     NEED_DATA,
     ProtocolError,
@@ -171,3 +172,45 @@ def test_connection_raises_only_protocol_error(messages: list[str | bytes]) -> N
             continue
     while conn.next_event() is not NEED_DATA:
         pass
+
+
+# -- encode_events: the default namespace's fast path writes what the packet encoder writes ---
+# It builds "42" + the JSON of [name, *args] without a SioPacket per event; every event must
+# come out as encode_sio_str / encode_sio would write it, binary attachments included.
+
+emit_batches = st.lists(
+    st.tuples(st.text(min_size=1), st.lists(with_bytes, max_size=3).map(tuple)), max_size=5
+)
+
+
+def by_packet(event: str, args: tuple[Any, ...], namespace: str) -> list[str | bytes]:
+    packet = SioPacket(SioPacketType.EVENT, namespace, [event, *args])
+    try:
+        return ["4" + encode_sio_str(packet)]
+    except TypeError:
+        return [("4" + p) if isinstance(p, str) else p for p in encode_sio(packet)]
+
+
+@PROPS
+@given(emit_batches)
+def test_the_fast_path_writes_what_the_packet_encoder_writes(
+    batch: list[tuple[str, tuple[Any, ...]]],
+) -> None:
+    texts, binary = encode_events(batch, "/")
+    assert len(texts) == len(batch)
+    for i, (event, args) in enumerate(batch):
+        got = binary[i] if i in binary else [texts[i]]
+        assert got == by_packet(event, args, "/")
+        if i in binary:
+            assert texts[i] == ""
+
+
+def test_a_unread_update_is_one_text_packet() -> None:
+    update = {"conversationId": "c1", "unreadCount": 2, "totalUnread": 5}
+    texts, binary = encode_events([("unread:update", (update,))], "/")
+    assert texts == ['42["unread:update",{"conversationId":"c1","unreadCount":2,"totalUnread":5}]']
+    assert binary == {}
+    texts, _ = encode_events([("unread:update", (update,))], "/desk")
+    assert texts == [
+        '42/desk,["unread:update",{"conversationId":"c1","unreadCount":2,"totalUnread":5}]'
+    ]
